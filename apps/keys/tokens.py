@@ -1,0 +1,104 @@
+"""The API key format: ``pnd_<public id>_<secret><checksum>``.
+
+- ``pnd_``: recognisable, so secret scanners and people know what leaked;
+- public id: 12 characters of ``[a-z0-9]``, the database lookup handle;
+- secret: 32 base62 characters (190 bits from :mod:`secrets`);
+- checksum: 6 base62 characters of CRC-32 over everything before it, so a mistyped
+  or truncated key is rejected before any database query.
+
+Only ``HMAC-SHA256(pepper, secret)`` is stored. The pepper (``PENDRA_KEY_PEPPER``,
+defaulting to ``SECRET_KEY``) means a copy of the table alone cannot be brute-forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+import zlib
+from dataclasses import dataclass
+
+from django.conf import settings
+
+PREFIX = "pnd_"
+PUBLIC_ID_LENGTH = 12
+SECRET_LENGTH = 32
+CHECKSUM_LENGTH = 6
+_BASE62 = string.digits + string.ascii_letters
+_PUBLIC_ALPHABET = string.digits + string.ascii_lowercase
+_KEY_SHAPE = re.compile(
+    rf"pnd_(?P<public_id>[a-z0-9]{{{PUBLIC_ID_LENGTH}}})_(?P<secret>[0-9A-Za-z]{{{SECRET_LENGTH}}})"
+    rf"(?P<checksum>[0-9A-Za-z]{{{CHECKSUM_LENGTH}}})"
+)
+MAX_KEY_LENGTH = len(PREFIX) + PUBLIC_ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    public_id: str
+    secret: str
+
+
+def _base62(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, remainder = divmod(number, 62)
+        digits.append(_BASE62[remainder])
+    return "".join(reversed(digits))
+
+
+def _checksum(body: str) -> str:
+    return _base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def new_public_id() -> str:
+    return "".join(secrets.choice(_PUBLIC_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
+
+
+def new_secret() -> str:
+    return "".join(secrets.choice(_BASE62) for _ in range(SECRET_LENGTH))
+
+
+def format_key(public_id: str, secret: str) -> str:
+    body = f"{PREFIX}{public_id}_{secret}"
+    return body + _checksum(body)
+
+
+def parse_key(raw: str | None) -> ParsedKey | None:
+    """The key's parts if it is well-formed and its checksum holds; no database involved."""
+    if not raw or len(raw) != MAX_KEY_LENGTH:
+        return None
+    match = _KEY_SHAPE.fullmatch(raw)
+    if match is None:
+        return None
+    if not hmac.compare_digest(_checksum(raw[:-CHECKSUM_LENGTH]), match["checksum"]):
+        return None
+    return ParsedKey(public_id=match["public_id"], secret=match["secret"])
+
+
+def hash_secret(secret: str) -> str:
+    return hmac.new(settings.PENDRA_KEY_PEPPER.encode(), secret.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def secret_matches(secret: str, stored_hash: str) -> bool:
+    return bool(stored_hash) and hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+def key_from_headers(authorization: str | None, x_api_key: str | None) -> tuple[str | None, bool]:
+    """The presented key and whether the request is acceptable at all.
+
+    Either header may carry the key; both may carry the same key; two different keys
+    are refused rather than guessing which one the caller meant.
+    """
+    bearer = None
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None, False
+        bearer = value.strip()
+    other = x_api_key.strip() if x_api_key else None
+    if bearer and other and bearer != other:
+        return None, False
+    return bearer or other, True

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RequestlogConfig(AppConfig):
+    name = "apps.requestlog"
+    label = "requestlog"

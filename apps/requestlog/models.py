@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from django.db import models
+
+# Records outlive the keys, workers and users they name, and are written in bulk
+# off the request path, so their references carry no database constraint.
+_REF = {"null": True, "blank": True, "on_delete": models.DO_NOTHING, "db_constraint": False, "related_name": "+"}
+
+
+class RequestRecord(models.Model):
+    """One row per ``/v1`` and ``/api/v1`` request. Never prompts, outputs or secrets.
+
+    ``uid`` is minted by the server for every request and is what billing keys on;
+    ``request_id`` is the id on the response, which a client may have chosen itself
+    (and may reuse), so it is indexed but not unique.
+    """
+
+    uid = models.CharField(max_length=40, unique=True)
+    request_id = models.CharField(max_length=200, db_index=True)
+    created_at = models.DateTimeField(db_index=True)
+    org = models.ForeignKey("orgs.Organisation", **_REF)
+    api_key = models.ForeignKey("keys.ApiKey", **_REF)
+    user = models.ForeignKey("auth.User", **_REF)
+    route = models.CharField(max_length=200)
+    method = models.CharField(max_length=10)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField()
+    worker = models.ForeignKey("workers.Worker", **_REF)
+    worker_name = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    streamed = models.BooleanField(default=False)
+    latency_ms = models.FloatField()
+    upstream_latency_ms = models.FloatField(null=True, blank=True)
+    ttfb_ms = models.FloatField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["org", "-created_at"], name="record_org_time")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.method} {self.route} {self.status}"
+
+
+class UsageRecord(models.Model):
+    """A billable success: at most one per request (unique ``request_uid``)."""
+
+    request_uid = models.CharField(max_length=40, unique=True)
+    request_id = models.CharField(max_length=200)
+    created_at = models.DateTimeField(db_index=True)
+    org = models.ForeignKey("orgs.Organisation", **_REF)
+    api_key = models.ForeignKey("keys.ApiKey", **_REF)
+    route = models.CharField(max_length=200)
+    model = models.CharField(max_length=200)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    # Non-token units: images generated, audio requests.
+    units = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["org", "-created_at"], name="usage_org_time")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.total_tokens}"

@@ -1,0 +1,53 @@
+"""Fixtures shared by every app's tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from testing.live import LiveServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files() -> None:
+    """Collected once, as a deployment would, so pages render with DEBUG off."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache() -> Iterator[None]:
+    """Rate-limit counters and cached lookups never leak from one test into the next."""
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def redis_required() -> None:
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("needs redis-server (installed by .ci/run; CI=true makes its absence an error)")
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture(scope="session")
+def live_server_session() -> Iterator[LiveServer]:
+    from pendra_console.asgi import application
+
+    server = LiveServer(application).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live(live_server_session: LiveServer, transactional_db: None) -> LiveServer:
+    """The running ASGI server, with a database its threads can see."""
+    return live_server_session

@@ -1,0 +1,70 @@
+"""Loaded with ``-p testing.plugin`` (pyproject.toml) before pytest-django sets Django up.
+
+It starts the throwaway PostgreSQL and Redis and points the settings at them through
+the environment, exactly as production configures Pendra. Without the binaries the
+suite falls back to SQLite and tests that need Redis skip; under ``CI=true`` a missing
+binary stops the run instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import tempfile
+from collections.abc import Generator
+
+import pytest
+
+from testing import servers
+
+RUNNING: dict[str, servers.Server] = {}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None]:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pendra_console.settings")
+    os.environ["SECRET_KEY"] = "test-" + secrets.token_urlsafe(40)
+    os.environ["DEBUG"] = "0"
+    os.environ["PENDRA_SSL_REDIRECT"] = "0"
+    os.environ["PENDRA_SECURE_COOKIES"] = "0"
+    os.environ["PENDRA_ALLOW_PRIVATE_WORKER_URLS"] = "1"
+    os.environ["PENDRA_VAR_DIR"] = tempfile.mkdtemp(prefix="pendra-test-var-")
+    os.environ["PENDRA_RECORD_FLUSH_SECONDS"] = "0.05"
+
+    if os.environ.get("PENDRA_TEST_SERVERS", "1") == "1":
+        postgres = servers.start_postgresql()
+        redis = servers.start_redis()
+        missing = [name for name, server in (("PostgreSQL", postgres), ("Redis", redis)) if server is None]
+        if missing and _in_ci():
+            raise pytest.UsageError(
+                f"CI=true but {', '.join(missing)} binaries are missing: install them (see .ci/run)"
+            )
+        for name, server in (("postgres", postgres), ("redis", redis)):
+            if server is not None:
+                RUNNING[name] = server
+                atexit.register(server.stop)
+        if postgres:
+            os.environ["DATABASE_URL"] = postgres.url
+        if redis:
+            os.environ["REDIS_URL"] = redis.url
+    return (yield)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"pendra: database {os.environ.get('DATABASE_URL', 'sqlite (embedded default)')}",
+        f"pendra: redis {os.environ.get('REDIS_URL', 'none (local-memory cache)')}",
+    ]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for server in RUNNING.values():
+        server.stop()
+    RUNNING.clear()

@@ -1,0 +1,161 @@
+"""Throwaway PostgreSQL and Redis servers for the test session, from the installed binaries.
+
+pytest-postgresql's executor cannot start PostgreSQL as root (initdb refuses), and CI
+runs as root, so PostgreSQL is started here, as the ``postgres`` system user when we
+are root. Both servers live in a temporary directory that is removed on exit.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+@dataclass
+class Server:
+    url: str
+    stop_command: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    workdir: str = ""
+
+    def stop(self) -> None:
+        if self.stop_command:
+            subprocess.run(self.stop_command, capture_output=True, timeout=60, check=False)
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+def start_postgresql() -> Server | None:
+    initdb, pg_ctl = _find_binary("initdb"), _find_binary("pg_ctl")
+    if not initdb or not pg_ctl:
+        return None
+    workdir = tempfile.mkdtemp(prefix="pendra-pg-")
+    datadir, sockdir = Path(workdir, "data"), Path(workdir, "sock")
+    sockdir.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres")
+        shutil.chown(sockdir, "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres_user([initdb, "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    # Durability is pointless for a database that is deleted in minutes.
+    options = (
+        f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    subprocess.run(
+        _as_postgres_user([pg_ctl, "-D", str(datadir), "-o", options, "-l", f"{workdir}/log", "-w", "start"]),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return Server(
+        url=f"postgres://postgres@127.0.0.1:{port}/postgres",
+        stop_command=_as_postgres_user([pg_ctl, "-D", str(datadir), "-m", "immediate", "stop"]),
+        workdir=workdir,
+    )
+
+
+def start_redis() -> Server | None:
+    redis_server = shutil.which("redis-server")
+    if not redis_server:
+        return None
+    workdir = tempfile.mkdtemp(prefix="pendra-redis-")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            redis_server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        raise RuntimeError("redis-server did not start within 30 s")
+    return Server(url=f"redis://127.0.0.1:{port}/0", process=process, workdir=workdir)
+
+
+def start_redis_at(port: int, workdir: str) -> subprocess.Popen[bytes]:
+    """Restart a Redis on a known port (the cache-down tests stop and start it)."""
+    redis_server = shutil.which("redis-server") or "redis-server"
+    process = subprocess.Popen(
+        [
+            redis_server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not restart")
