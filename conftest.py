@@ -11,6 +11,9 @@ from rest_framework.test import APIClient
 
 from testing.live import LiveServer
 
+# Fixture families live in their own modules so each app's tests can share them.
+pytest_plugins = ["testing.actors", "testing.workers"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _static_files() -> None:

@@ -1,0 +1,1 @@
+"""Worker simulator fixtures: real OpenAI-compatible HTTP servers on loopback."""
