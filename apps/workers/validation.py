@@ -1,0 +1,124 @@
+"""SSRF-safe worker base URLs.
+
+The gateway and the health sweep send requests to whatever URL an operator registers,
+from inside the platform's network. So a URL is accepted only when it is plain
+http(s), carries no credentials, and neither it nor any address its host resolves to
+is link-local, a cloud metadata endpoint, unspecified, multicast or reserved. Loopback
+and private ranges are refused too unless ``PENDRA_ALLOW_PRIVATE_WORKER_URLS`` is on
+(dev and tests, where the simulators live on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+
+MAX_URL_LENGTH = 500
+ALLOWED_SCHEMES = frozenset({"http", "https"})
+METADATA_HOSTS = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata.azure.com",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+METADATA_ADDRESSES = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),
+        ipaddress.ip_address("169.254.170.2"),  # ECS task metadata
+        ipaddress.ip_address("fd00:ec2::254"),
+        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud metadata
+    }
+)
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class WorkerUrlError(ValueError):
+    """The URL is unacceptable; ``str(error)`` says why, for a 400 detail."""
+
+
+def _address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in METADATA_ADDRESSES:
+        return f"{address} is a cloud metadata address"
+    if address.is_link_local:
+        return f"{address} is a link-local address"
+    if address.is_unspecified or (isinstance(address, ipaddress.IPv4Address) and address in _THIS_NETWORK):
+        return f"{address} is an unspecified address"
+    if address.is_multicast:
+        return f"{address} is a multicast address"
+    if address.is_reserved:
+        return f"{address} is a reserved address"
+    if not address.is_global and not allow_private:
+        kind = "loopback" if address.is_loopback else "private"
+        return f"{address} is a {kind} address, and private worker URLs are not allowed here"
+    return None
+
+
+def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [literal]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError):
+        raise WorkerUrlError(f"Worker URL host {host!r} does not resolve.") from None
+    addresses: list[IPAddress] = []
+    for info in infos:
+        # The scope suffix of a link-local IPv6 address ("fe80::1%eth0") is not part of the address.
+        raw = str(info[4][0]).split("%", 1)[0]
+        addresses.append(ipaddress.ip_address(raw))
+    if not addresses:
+        raise WorkerUrlError(f"Worker URL host {host!r} does not resolve.")
+    return addresses
+
+
+def validate_worker_url(raw: str, *, allow_private: bool | None = None) -> str:
+    """The normalised URL (lower-case scheme and host, no trailing slash) or :class:`WorkerUrlError`."""
+    if allow_private is None:
+        allow_private = settings.PENDRA_ALLOW_PRIVATE_WORKER_URLS
+    url = (raw or "").strip()
+    if not url:
+        raise WorkerUrlError("Worker URL is required.")
+    if len(url) > MAX_URL_LENGTH:
+        raise WorkerUrlError(f"Worker URL is longer than {MAX_URL_LENGTH} characters.")
+    if any(ord(char) < 33 for char in url):
+        raise WorkerUrlError("Worker URL must not contain spaces or control characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise WorkerUrlError(f"Worker URL is malformed: {exc}.") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        shown = f"{scheme}://" if scheme else "no scheme"
+        raise WorkerUrlError(f"Worker URL must use http:// or https://, not {shown}.")
+    if "@" in parts.netloc:
+        raise WorkerUrlError("Worker URL must not contain credentials (user:password@).")
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host:
+        raise WorkerUrlError("Worker URL must name a host.")
+    if parts.query or parts.fragment:
+        raise WorkerUrlError("Worker URL must not have a query string or fragment.")
+    if host in METADATA_HOSTS:
+        raise WorkerUrlError(f"Worker URL host {host} is a cloud metadata endpoint.")
+    for address in _resolve(host, port or (443 if scheme == "https" else 80)):
+        problem = _address_problem(address, allow_private=allow_private)
+        if problem is not None:
+            raise WorkerUrlError(f"Worker URL host {host} is not allowed: {problem}.")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
