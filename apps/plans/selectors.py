@@ -1,0 +1,146 @@
+"""Reads of the plan catalogue and of an organisation's plan.
+
+:func:`plan_for_org` is on the hot path of every rate-limited request, so its answer
+is kept in process memory for at most :data:`PLAN_CACHE_SECONDS`. A plan change or a
+catalogue edit evicts it at once in the process that made it; other processes see it
+within that second ("a plan change applies to the next request").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from apps.plans.catalogue import DEFAULT_PLAN, ensure_catalogue
+from apps.plans.models import Plan, Subscription
+
+PLAN_CACHE_SECONDS = 1.0
+
+# Every limit a plan carries, in the order the API shows them.
+LIMIT_FIELDS: tuple[str, ...] = (
+    "chat_rpm",
+    "embeddings_rpm",
+    "images_rpm",
+    "audio_rpm",
+    "api_rpm",
+    "chat_tpm",
+    "embeddings_tpm",
+    "concurrent_streams",
+    "max_keys",
+    "max_members",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLimits:
+    """A plan's limits, detached from the ORM so any thread may keep it."""
+
+    slug: str
+    name: str
+    chat_rpm: int
+    embeddings_rpm: int
+    images_rpm: int
+    audio_rpm: int
+    api_rpm: int
+    chat_tpm: int
+    embeddings_tpm: int
+    concurrent_streams: int
+    max_keys: int | None
+    max_members: int | None
+
+    @classmethod
+    def of(cls, plan: Plan) -> PlanLimits:
+        return cls(slug=plan.slug, name=plan.name, **{field: getattr(plan, field) for field in LIMIT_FIELDS})
+
+
+class _PlanCache:
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[float, PlanLimits]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, org_id: int) -> PlanLimits | None:
+        entry = self._entries.get(org_id)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def store(self, org_id: int, limits: PlanLimits) -> None:
+        with self._lock:
+            if len(self._entries) > 100_000:
+                self._entries.clear()  # bounded memory, whatever the number of orgs
+            self._entries[org_id] = (time.monotonic() + PLAN_CACHE_SECONDS, limits)
+
+    def evict(self, org_id: int) -> None:
+        with self._lock:
+            self._entries.pop(org_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+plan_cache = _PlanCache()
+
+
+def default_plan() -> Plan:
+    """The plan new organisations start on; re-seeded if the table was emptied (tests flush it)."""
+    plan = Plan.objects.filter(slug=DEFAULT_PLAN).first()
+    if plan is None:
+        ensure_catalogue(Plan)
+        plan = Plan.objects.get(slug=DEFAULT_PLAN)
+    return plan
+
+
+def subscription_for_org(org_id: int) -> Subscription:
+    """The org's subscription, created on the default plan the first time it is asked for."""
+    subscription = Subscription.objects.select_related("plan").filter(org_id=org_id).first()
+    if subscription is not None:
+        return subscription
+    plan = default_plan()
+    try:
+        with transaction.atomic():
+            subscription, _ = Subscription.objects.select_related("plan").get_or_create(
+                org_id=org_id, defaults={"plan": plan, "since": timezone.now()}
+            )
+    except IntegrityError:
+        # Another process created it between our read and our insert.
+        subscription = Subscription.objects.select_related("plan").get(org_id=org_id)
+    return subscription
+
+
+def plan_for_org(org_id: int) -> PlanLimits:
+    cached = plan_cache.get(org_id)
+    if cached is not None:
+        return cached
+    limits = PlanLimits.of(subscription_for_org(org_id).plan)
+    plan_cache.store(org_id, limits)
+    return limits
+
+
+# Org ids start at 1, so 0 can hold the default plan in the same short-lived cache.
+_DEFAULT_PLAN_ENTRY = 0
+
+
+def default_plan_limits() -> PlanLimits:
+    """Limits for a caller acting outside any organisation (a console session on the admin API)."""
+    cached = plan_cache.get(_DEFAULT_PLAN_ENTRY)
+    if cached is not None:
+        return cached
+    limits = PlanLimits.of(default_plan())
+    plan_cache.store(_DEFAULT_PLAN_ENTRY, limits)
+    return limits
+
+
+def plan_list(*, include_private: bool) -> QuerySet[Plan]:
+    """The catalogue; private plans (custom deals) only for operators."""
+    plans = Plan.objects.all()
+    return plans if include_private else plans.filter(is_public=True)
+
+
+def plan_by_slug(slug: str, *, include_private: bool) -> Plan | None:
+    return plan_list(include_private=include_private).filter(slug=slug).first()

@@ -1,0 +1,28 @@
+"""The admin API's ``api`` bucket, as a DRF throttle (``REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]``).
+
+A refusal raises :class:`apps.plans.limits.RateLimitExceeded` rather than returning
+False, so the 429 carries the bucket, limit, plan and reset (DRF's own ``Throttled``
+would say none of that); ``pendra_console.errors`` maps it to the JSON contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from apps.keys.authentication import is_anonymous, request_api_key
+from apps.plans.limits import RateLimitExceeded, admit_api
+
+
+class ApiRateThrottle(BaseThrottle):
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if is_anonymous(request.user):
+            return True  # unauthenticated requests are refused with 401 before they are counted
+        key = request_api_key(request)
+        org_id = key.org_id if key is not None else None
+        admission = admit_api(org_id=org_id, user_id=request.user.pk)
+        if not admission.allowed:
+            raise RateLimitExceeded(admission)
+        return True
