@@ -1,3 +1,10 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from apps.keys import api
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("orgs/<slug:slug>/keys/", api.KeyListView.as_view(), name="api-keys"),
+    path("orgs/<slug:slug>/keys/<int:key_id>/", api.KeyDetailView.as_view(), name="api-key"),
+    path("orgs/<slug:slug>/keys/<int:key_id>/rotate/", api.KeyRotateView.as_view(), name="api-key-rotate"),
+    path("orgs/<slug:slug>/keys/<int:key_id>/reveal/", api.KeyRevealView.as_view(), name="api-key-reveal"),
+]

@@ -1,0 +1,190 @@
+"""Admin API for API keys: list, create, read, update, revoke, rotate, reveal.
+
+Everyone in an org manages their own keys; owners and admins manage anyone's.
+The plaintext key appears in exactly three responses: create, rotate, reveal.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.keys import selectors, services
+from apps.keys.models import ApiKey
+from apps.orgs.api_common import StrictInputSerializer, error_responses, paginate, paginated
+from apps.orgs.exceptions import NotFound, PermissionDenied
+from apps.orgs.models import Role, role_at_least
+from apps.orgs.permissions import OrgScopedAPIView
+
+KEYS = ["keys"]
+MAX_GRACE_SECONDS = int(services.MAX_GRACE.total_seconds())
+OTHERS_KEY_DETAIL = "Managing another member's key requires the owner or admin role."
+
+
+class KeyOutputSerializer(serializers.Serializer):
+    """What anyone may see about a key: never its hash or secret."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="pnd_<public id>: identifies the key, grants nothing.")
+    last_four = serializers.CharField()
+    status = serializers.ChoiceField(choices=["active", "awaiting_reveal", "rotating", "rotated", "expired", "revoked"])
+    user_id = serializers.IntegerField()
+    user_email = serializers.EmailField(source="user.email")
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    rotated_at = serializers.DateTimeField(allow_null=True)
+    grace_until = serializers.DateTimeField(allow_null=True)
+    rotated_from = serializers.IntegerField(source="rotated_from_id", allow_null=True)
+    rotate_every_days = serializers.IntegerField(allow_null=True)
+    rotation_grace_seconds = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "ApiKey"
+
+
+class KeyWithSecretSerializer(KeyOutputSerializer):
+    key = serializers.CharField(help_text="The full key. Shown once: store it now.")
+
+    class Meta:
+        ref_name = "ApiKeyWithSecret"
+
+
+def _with_secret(key: ApiKey, plaintext: str) -> dict[str, object]:
+    return dict(KeyOutputSerializer(key).data, key=plaintext)
+
+
+class KeyPolicyFields(StrictInputSerializer):
+    name = serializers.CharField(max_length=100)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    rotate_every_days = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=3650)
+    rotation_grace_seconds = serializers.IntegerField(required=False, min_value=0, max_value=MAX_GRACE_SECONDS)
+
+
+class KeyListView(OrgScopedAPIView):
+    scope_map = {"GET": Role.MEMBER, "POST": Role.MEMBER}
+
+    class InputSerializer(KeyPolicyFields):
+        class Meta:
+            ref_name = "ApiKeyCreate"
+
+    @extend_schema(
+        tags=KEYS,
+        operation_id="orgs_keys_list",
+        summary="Keys: your own, or everyone's for owners and admins",
+        responses={200: paginated(KeyOutputSerializer, "ApiKey"), **error_responses(404)},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        mine_only = not role_at_least(self.role, Role.ADMIN)
+        keys = selectors.org_keys(org=self.org, user=request.user if mine_only else None)
+        return paginate(request=request, view=self, queryset=keys, serializer_class=KeyOutputSerializer)
+
+    @extend_schema(
+        tags=KEYS,
+        summary="Create a key for yourself; the key is returned once",
+        request=InputSerializer,
+        responses={201: KeyWithSecretSerializer, **error_responses(400, 404)},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, plaintext = services.api_key_create(
+            org=self.org, user=request.user, actor=request.user, **data.validated_data
+        )
+        return Response(_with_secret(key, plaintext), status=status.HTTP_201_CREATED)
+
+
+class KeyObjectView(OrgScopedAPIView):
+    """A key of this org that the caller may manage: their own, or any for owners and admins."""
+
+    def managed_key(self, key_id: int) -> ApiKey:
+        key = selectors.org_key(org=self.org, key_id=key_id)
+        if key is None:
+            raise NotFound("No such key in this organisation.")
+        if key.user_id != self.request.user.pk and not role_at_least(self.role, Role.ADMIN):
+            raise PermissionDenied(OTHERS_KEY_DETAIL)
+        return key
+
+
+class KeyDetailView(KeyObjectView):
+    scope_map = {"GET": Role.MEMBER, "PATCH": Role.MEMBER, "DELETE": Role.MEMBER}
+
+    class InputSerializer(KeyPolicyFields):
+        class Meta:
+            ref_name = "ApiKeyUpdate"
+
+    @extend_schema(tags=KEYS, summary="A key", responses={200: KeyOutputSerializer, **error_responses(403, 404)})
+    def get(self, request: Request, slug: str, key_id: int) -> Response:
+        return Response(KeyOutputSerializer(self.managed_key(key_id)).data)
+
+    @extend_schema(
+        tags=KEYS,
+        summary="Rename, set expiry or rotation policy; owner, org and user never change",
+        request=InputSerializer,
+        responses={200: KeyOutputSerializer, **error_responses(400, 403, 404)},
+    )
+    def patch(self, request: Request, slug: str, key_id: int) -> Response:
+        key = self.managed_key(key_id)
+        data = self.InputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        key = services.api_key_update(key=key, actor=request.user, **data.validated_data)
+        return Response(KeyOutputSerializer(key).data)
+
+    @extend_schema(
+        tags=KEYS,
+        summary="Revoke: the key stops working at once",
+        responses={200: KeyOutputSerializer, **error_responses(403, 404)},
+    )
+    def delete(self, request: Request, slug: str, key_id: int) -> Response:
+        key = services.api_key_revoke(key=self.managed_key(key_id), actor=request.user)
+        return Response(KeyOutputSerializer(key).data)
+
+
+class KeyRotateView(KeyObjectView):
+    scope_map = {"POST": Role.MEMBER}
+
+    class InputSerializer(StrictInputSerializer):
+        grace_seconds = serializers.IntegerField(
+            required=False,
+            min_value=0,
+            max_value=MAX_GRACE_SECONDS,
+            help_text="How long the old secret keeps working (0: stops now). Default: the key's policy.",
+        )
+
+        class Meta:
+            ref_name = "ApiKeyRotate"
+
+    @extend_schema(
+        tags=KEYS,
+        summary="Rotate: a successor key is returned once; the old one works for grace_seconds",
+        request=InputSerializer,
+        responses={201: KeyWithSecretSerializer, **error_responses(400, 403, 404, 409)},
+    )
+    def post(self, request: Request, slug: str, key_id: int) -> Response:
+        key = self.managed_key(key_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        grace = data.validated_data.get("grace_seconds", key.rotation_grace_seconds)
+        successor, plaintext = services.api_key_rotate(key=key, actor=request.user, grace=timedelta(seconds=grace))
+        assert plaintext is not None
+        return Response(_with_secret(successor, plaintext), status=status.HTTP_201_CREATED)
+
+
+class KeyRevealView(KeyObjectView):
+    scope_map = {"POST": Role.MEMBER}
+
+    @extend_schema(
+        tags=KEYS,
+        summary="Reveal the secret of a key made by scheduled rotation (once; then 410)",
+        request=None,
+        responses={200: KeyWithSecretSerializer, **error_responses(403, 404, 410)},
+    )
+    def post(self, request: Request, slug: str, key_id: int) -> Response:
+        key, plaintext = services.api_key_reveal(key=self.managed_key(key_id), actor=request.user)
+        return Response(_with_secret(key, plaintext))

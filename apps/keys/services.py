@@ -1,0 +1,245 @@
+"""Every change to API keys: create, update, revoke, rotate, reveal.
+
+The plaintext key exists only in the return value of :func:`api_key_create`,
+:func:`api_key_rotate` and :func:`api_key_reveal`; the row keeps an HMAC of the secret.
+After each change the key is evicted from this process's gateway cache so the change
+applies to the very next request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.keys import tokens
+from apps.keys.authentication import key_cache
+from apps.keys.models import ApiKey
+from apps.orgs.exceptions import Conflict, Gone, ValidationError
+from apps.orgs.models import AuditEvent, Organisation
+from apps.orgs.services import audit_record
+
+UPDATABLE_FIELDS = frozenset({"name", "expires_at", "rotate_every_days", "rotation_grace_seconds"})
+MAX_GRACE = timedelta(days=30)
+_PUBLIC_ID_ATTEMPTS = 5
+
+
+def _evict(public_id: str) -> None:
+    # Now, and after commit, so a gateway request racing the transaction cannot re-cache the old facts.
+    key_cache.evict(public_id)
+    transaction.on_commit(lambda: key_cache.evict(public_id))
+
+
+def _validate_policy(*, name: str | None, expires_at: datetime | None, grace_seconds: int | None) -> None:
+    if name is not None and not name.strip():
+        raise ValidationError({"name": "Name must not be blank."})
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "Must be in the future."})
+    if grace_seconds is not None and not 0 <= grace_seconds <= MAX_GRACE.total_seconds():
+        raise ValidationError({"rotation_grace_seconds": f"Must be between 0 and {int(MAX_GRACE.total_seconds())}."})
+
+
+def _mint() -> tuple[str, str]:
+    """A fresh (public id, secret) pair."""
+    return tokens.new_public_id(), tokens.new_secret()
+
+
+def _insert(**fields: Any) -> tuple[ApiKey, str | None]:
+    """Create the row with a fresh public id (retrying the astronomically rare collision)."""
+    reveal_later = fields.pop("awaiting_reveal", False)
+    for _ in range(_PUBLIC_ID_ATTEMPTS):
+        public_id, secret = _mint()
+        plaintext = tokens.format_key(public_id, secret)
+        secret_fields = (
+            {"secret_hash": "", "last_four": "", "awaiting_reveal": True}
+            if reveal_later
+            else {"secret_hash": tokens.hash_secret(secret), "last_four": plaintext[-4:]}
+        )
+        try:
+            with transaction.atomic():
+                key = ApiKey.objects.create(public_id=public_id, **secret_fields, **fields)
+        except IntegrityError:
+            if ApiKey.objects.filter(public_id=public_id).exists():
+                continue
+            raise
+        return key, (None if reveal_later else plaintext)
+    raise Conflict("Could not allocate a key id; try again.")
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    org: Organisation | None,
+    user: Any,
+    actor: Any,
+    name: str,
+    expires_at: datetime | None = None,
+    rotate_every_days: int | None = None,
+    rotation_grace_seconds: int = 86400,
+) -> tuple[ApiKey, str]:
+    """The new key and its plaintext, which is never available again."""
+    _validate_policy(name=name, expires_at=expires_at, grace_seconds=rotation_grace_seconds)
+    if rotate_every_days is not None and rotate_every_days < 1:
+        raise ValidationError({"rotate_every_days": "Must be at least 1."})
+    key, plaintext = _insert(
+        org=org,
+        user=user,
+        name=name.strip(),
+        created_by=actor if getattr(actor, "pk", None) else None,
+        expires_at=expires_at,
+        rotate_every_days=rotate_every_days,
+        rotation_grace_seconds=rotation_grace_seconds,
+    )
+    assert plaintext is not None
+    audit_record(
+        event_type=AuditEvent.Type.KEY_CREATED,
+        org=org,
+        actor=actor,
+        target_type="api_key",
+        target_id=key.pk,
+        data={"prefix": key.prefix, "name": key.name, "user_id": key.user_id},
+    )
+    return key, plaintext
+
+
+@transaction.atomic
+def api_key_update(*, key: ApiKey, actor: Any, **fields: Any) -> ApiKey:
+    """Change name, expiry or rotation policy. Owner, org and user are fixed for a key's life."""
+    unknown = sorted(set(fields) - UPDATABLE_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.revoked_at is not None:
+        raise ValidationError({"key": "A revoked key cannot be changed."})
+    _validate_policy(
+        name=fields.get("name"),
+        expires_at=fields.get("expires_at"),
+        grace_seconds=fields.get("rotation_grace_seconds"),
+    )
+    if fields.get("rotate_every_days") is not None and fields["rotate_every_days"] < 1:
+        raise ValidationError({"rotate_every_days": "Must be at least 1."})
+    changes: dict[str, Any] = {}
+    for field, value in fields.items():
+        value = value.strip() if isinstance(value, str) else value
+        if getattr(key, field) != value:
+            changes[field] = {"from": str(getattr(key, field)), "to": str(value)}
+            setattr(key, field, value)
+    if changes:
+        key.save(update_fields=list(changes))
+        audit_record(
+            event_type=AuditEvent.Type.KEY_CHANGED,
+            org=key.org,
+            actor=actor,
+            target_type="api_key",
+            target_id=key.pk,
+            data={"prefix": key.prefix, "changes": changes},
+        )
+        _evict(key.public_id)
+    return key
+
+
+@transaction.atomic
+def api_key_revoke(*, key: ApiKey, actor: Any, reason: str = "") -> ApiKey:
+    """Stop the key at once. Revoking a revoked key changes nothing."""
+    now = timezone.now()
+    n = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    key.refresh_from_db()
+    if n == 1:
+        data = {"prefix": key.prefix}
+        if reason:
+            data["reason"] = reason
+        audit_record(
+            event_type=AuditEvent.Type.KEY_REVOKED,
+            org=key.org,
+            actor=actor,
+            target_type="api_key",
+            target_id=key.pk,
+            data=data,
+        )
+    _evict(key.public_id)
+    return key
+
+
+@transaction.atomic
+def api_key_rotate(
+    *, key: ApiKey, actor: Any, grace: timedelta, reveal_later: bool = False
+) -> tuple[ApiKey, str | None]:
+    """Create the successor; the old secret keeps working for ``grace`` (0: stops now).
+
+    Two concurrent rotations of one key produce one successor: the row lock serialises
+    them and ``rotated_from`` is unique, so the loser gets 409. With ``reveal_later`` the
+    successor has no secret until :func:`api_key_reveal` (the scheduled rotation uses it).
+    """
+    if not timedelta(0) <= grace <= MAX_GRACE:
+        raise ValidationError({"grace_seconds": f"Must be between 0 and {int(MAX_GRACE.total_seconds())}."})
+    locked = ApiKey.objects.select_for_update().filter(pk=key.pk).first()
+    if locked is None:
+        raise Conflict("This key no longer exists.")
+    if locked.revoked_at is not None:
+        raise ValidationError({"key": "A revoked key cannot be rotated."})
+    if ApiKey.objects.filter(rotated_from=locked).exists():
+        raise Conflict("This key was already rotated; rotate its successor instead.")
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            successor, plaintext = _insert(
+                org_id=locked.org_id,
+                user_id=locked.user_id,
+                name=locked.name,
+                created_by=actor if getattr(actor, "pk", None) else None,
+                expires_at=locked.expires_at,
+                rotate_every_days=locked.rotate_every_days,
+                rotation_grace_seconds=locked.rotation_grace_seconds,
+                rotated_from=locked,
+                awaiting_reveal=reveal_later,
+            )
+    except IntegrityError:
+        raise Conflict("This key was already rotated; rotate its successor instead.") from None
+    grace_until = now + grace
+    # A key already inside an earlier grace window never gets a longer one.
+    if locked.grace_until is not None and locked.grace_until < grace_until:
+        grace_until = locked.grace_until
+    locked.grace_until = grace_until
+    locked.rotated_at = now
+    locked.save(update_fields=["grace_until", "rotated_at"])
+    audit_record(
+        event_type=AuditEvent.Type.KEY_ROTATED,
+        org=locked.org,
+        actor=actor,
+        target_type="api_key",
+        target_id=locked.pk,
+        data={
+            "prefix": locked.prefix,
+            "successor_id": successor.pk,
+            "successor_prefix": successor.prefix,
+            "grace_seconds": int(grace.total_seconds()),
+            "scheduled": reveal_later,
+        },
+    )
+    _evict(locked.public_id)
+    return successor, plaintext
+
+
+@transaction.atomic
+def api_key_reveal(*, key: ApiKey, actor: Any) -> tuple[ApiKey, str]:
+    """Mint the secret of a key made by a scheduled rotation; works once, then 410."""
+    secret = tokens.new_secret()
+    plaintext = tokens.format_key(key.public_id, secret)
+    n = ApiKey.objects.filter(pk=key.pk, awaiting_reveal=True, revoked_at__isnull=True).update(
+        awaiting_reveal=False, secret_hash=tokens.hash_secret(secret), last_four=plaintext[-4:]
+    )
+    if n != 1:
+        raise Gone("This key's secret was already revealed (or the key was revoked); rotate it to get a new one.")
+    key.refresh_from_db()
+    audit_record(
+        event_type=AuditEvent.Type.KEY_REVEALED,
+        org=key.org,
+        actor=actor,
+        target_type="api_key",
+        target_id=key.pk,
+        data={"prefix": key.prefix},
+    )
+    _evict(key.public_id)
+    return key, plaintext

@@ -1,0 +1,82 @@
+"""Pieces every app's admin-API views share: strict input, pagination, documented errors."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from pendra_console.pagination import Pagination
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Rejects fields it does not declare: a PATCH of ``role`` or ``org`` must fail loudly, not be ignored."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                allowed = ", ".join(sorted(self.fields)) or "none"
+                raise serializers.ValidationError(
+                    dict.fromkeys(unknown, f"This field cannot be set here; allowed fields: {allowed}.")
+                )
+        return super().to_internal_value(data)
+
+
+def paginate(
+    *, request: Request, view: APIView, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer]
+) -> Response:
+    paginator = Pagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="What went wrong, in one sentence.")
+    request_id = serializers.CharField(help_text="Quote it to support.")
+
+    class Meta:
+        ref_name = "Error"
+
+
+class ValidationErrorSerializer(ErrorSerializer):
+    errors = serializers.DictField(required=False, help_text="The invalid fields and why.")
+
+    class Meta:
+        ref_name = "ValidationError"
+
+
+_DESCRIPTIONS = {
+    400: ("Invalid input: the detail names the field.", ValidationErrorSerializer),
+    401: ("No API key or session, or an unknown, revoked or expired key (WWW-Authenticate: Bearer).", ErrorSerializer),
+    403: ("Your role does not allow this: the detail names the role required (or CSRF failed).", ErrorSerializer),
+    404: ("Not found, or not visible to you.", ErrorSerializer),
+    409: ("Conflict with a concurrent change.", ErrorSerializer),
+    410: ("Gone: already used, withdrawn or expired.", ErrorSerializer),
+    429: ("Rate limit exceeded: the detail names the bucket; see Retry-After.", ErrorSerializer),
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """401, 404 and 429 are always possible for an authenticated org route; add the others per view."""
+    wanted = sorted({401, 429, *codes})
+    return {code: OpenApiResponse(_DESCRIPTIONS[code][1], description=_DESCRIPTIONS[code][0]) for code in wanted}
+
+
+@cache
+def paginated(serializer_class: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    """The page envelope of pendra_console.pagination.Pagination around ``serializer_class``."""
+    attrs: dict[str, Any] = {
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": serializer_class(many=True),
+        "Meta": type("Meta", (), {"ref_name": f"Paginated{name}List"}),
+    }
+    return type(f"Paginated{name}ListSerializer", (serializers.Serializer,), attrs)
