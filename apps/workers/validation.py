@@ -56,11 +56,14 @@ def _address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
         return f"{address} is an unspecified address"
     if address.is_multicast:
         return f"{address} is a multicast address"
+    if address.is_loopback:  # before "reserved": ::1 sits in the reserved ::/8 block
+        return (
+            None if allow_private else f"{address} is a loopback address, and private worker URLs are not allowed here"
+        )
     if address.is_reserved:
         return f"{address} is a reserved address"
     if not address.is_global and not allow_private:
-        kind = "loopback" if address.is_loopback else "private"
-        return f"{address} is a {kind} address, and private worker URLs are not allowed here"
+        return f"{address} is a private address, and private worker URLs are not allowed here"
     return None
 
 
