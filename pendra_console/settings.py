@@ -261,6 +261,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "pendra_console.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "pendra_console.errors.drf_exception_handler",
+    # The plans app's per-org "api" bucket (apps/plans/throttling.py); its 429 names bucket, limit and plan.
+    "DEFAULT_THROTTLE_CLASSES": ["apps.plans.throttling.ApiRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

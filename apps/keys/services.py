@@ -20,6 +20,7 @@ from apps.keys.models import ApiKey
 from apps.orgs.exceptions import Conflict, Gone, ValidationError
 from apps.orgs.models import AuditEvent, Organisation
 from apps.orgs.services import audit_record
+from apps.plans.services import enforce_cap
 
 UPDATABLE_FIELDS = frozenset({"name", "expires_at", "rotate_every_days", "rotation_grace_seconds"})
 MAX_GRACE = timedelta(days=30)
@@ -83,6 +84,7 @@ def api_key_create(
     _validate_policy(name=name, expires_at=expires_at, grace_seconds=rotation_grace_seconds)
     if rotate_every_days is not None and rotate_every_days < 1:
         raise ValidationError({"rotate_every_days": "Must be at least 1."})
+    enforce_cap(org=org, what="keys")  # plans: the plan's cap on API keys (403 naming it)
     key, plaintext = _insert(
         org=org,
         user=user,

@@ -164,6 +164,13 @@ def _evict(public_ids: list[str]) -> None:
     transaction.on_commit(evict_all)
 
 
+def _enforce_plan_cap(*, org: Organisation, what: str) -> None:
+    # Imported here: apps.plans.services imports this module (audit_record).
+    from apps.plans.services import enforce_cap
+
+    enforce_cap(org=org, what=what)  # type: ignore[arg-type]
+
+
 def _valid_role(role: str) -> Role:
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}; use one of: {', '.join(Role.values)}."})
@@ -180,6 +187,7 @@ def membership_add(*, org: Organisation, user: Any, role: str, actor: Any) -> Me
     role = _valid_role(role)
     if Membership.objects.filter(org=org, user=user).exists():
         raise ValidationError({"email": "This user is already a member of the organisation."})
+    _enforce_plan_cap(org=org, what="members")  # plans: the plan's cap on members (403 naming it)
     try:
         with transaction.atomic():
             membership = Membership.objects.create(org=org, user=user, role=role)
@@ -331,6 +339,7 @@ def invitation_accept(*, token: str, user: Any) -> Membership:
         raise Gone("This invitation has expired; ask for a new one.")
     if Membership.objects.filter(org=invitation.org, user=user).exists():
         raise ValidationError({"token": "You are already a member of this organisation."})
+    _enforce_plan_cap(org=invitation.org, what="members")  # plans: the plan's cap on members (403 naming it)
     membership = Membership.objects.create(org=invitation.org, user=user, role=invitation.role)
     invitation.accepted_at = now
     invitation.accepted_by = user
