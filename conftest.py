@@ -52,5 +52,14 @@ def live_server_session() -> Iterator[LiveServer]:
 
 @pytest.fixture
 def live(live_server_session: LiveServer, transactional_db: None) -> LiveServer:
-    """The running ASGI server, with a database its threads can see."""
+    """The running ASGI server, with a database its threads can see.
+
+    The gateway caches keys and the fleet for a second; tests flush the database between
+    them, which production never does, so each test starts with those caches empty.
+    """
+    from apps.keys.authentication import key_cache
+    from pendra_console.asgi import application
+
+    key_cache.clear()
+    application.pool.invalidate()
     return live_server_session

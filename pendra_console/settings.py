@@ -108,6 +108,7 @@ MIDDLEWARE = [
     # Outermost, so the request id is on every response, static files and 500s included.
     "pendra_console.request_id.RequestIdMiddleware",
     "pendra_console.errors.ErrorContractMiddleware",
+    "apps.requestlog.middleware.AdminRequestRecordMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,0 +1,105 @@
+"""Which worker serves a request.
+
+The fleet's healthy workers come from ``apps.workers.selectors`` and are kept in
+process memory for at most ``SNAPSHOT_SECONDS``, so health changes reach routing
+within a sweep and a warm request reads no table. Load (requests in flight) and
+recent failures are this process's own observations: among the workers serving
+the model, dedicated ones come first, then those not cooling down after a failure,
+then the least loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from apps.gateway.db import run_db
+from apps.workers.selectors import WorkerTarget, all_models, routable_workers
+
+logger = logging.getLogger("pendra.gateway")
+
+SNAPSHOT_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class FleetSnapshot:
+    workers: list[WorkerTarget]
+    known_models: dict[str, str]
+    loaded_at: float
+
+
+def _load_snapshot() -> FleetSnapshot:
+    return FleetSnapshot(workers=routable_workers(), known_models=all_models(), loaded_at=time.monotonic())
+
+
+@dataclass
+class WorkerPool:
+    cooldown_seconds: float = 10.0
+    snapshot: FleetSnapshot | None = None
+    inflight: dict[str, int] = field(default_factory=dict)
+    cooling_until: dict[str, float] = field(default_factory=dict)
+    _refreshing: asyncio.Lock | None = None
+
+    async def fleet(self) -> FleetSnapshot:
+        snapshot = self.snapshot
+        if snapshot is not None and time.monotonic() - snapshot.loaded_at < SNAPSHOT_SECONDS:
+            return snapshot
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        if self._refreshing.locked() and snapshot is not None:
+            return snapshot  # someone is already refreshing: a second-old view is fine meanwhile
+        async with self._refreshing:
+            if self.snapshot is not None and time.monotonic() - self.snapshot.loaded_at < SNAPSHOT_SECONDS:
+                return self.snapshot
+            try:
+                self.snapshot = await run_db(_load_snapshot)
+            except Exception:
+                if self.snapshot is None:
+                    raise
+                logger.exception("could not refresh the worker list; routing on the previous one")
+                self.snapshot.loaded_at = time.monotonic()
+            return self.snapshot
+
+    def invalidate(self) -> None:
+        self.snapshot = None
+
+    def candidates(self, snapshot: FleetSnapshot, model: str, org_id: int, exclude: set[str]) -> list[WorkerTarget]:
+        now = time.monotonic()
+        eligible = [
+            worker
+            for worker in snapshot.workers
+            if model in worker.models
+            and worker.id not in exclude
+            and (worker.dedicated_org_id is None or worker.dedicated_org_id == org_id)
+        ]
+        random.shuffle(eligible)  # ties broken at random so equal workers share the load
+        eligible.sort(
+            key=lambda worker: (
+                worker.dedicated_org_id != org_id,
+                self.cooling_until.get(worker.id, 0.0) > now,
+                self.inflight.get(worker.id, 0),
+            )
+        )
+        return eligible
+
+    def models_for(self, snapshot: FleetSnapshot, org_id: int) -> dict[str, str]:
+        models: dict[str, str] = {}
+        for worker in snapshot.workers:
+            if worker.dedicated_org_id is None or worker.dedicated_org_id == org_id:
+                models.update(worker.models)
+        return models
+
+    def started(self, worker_id: str) -> None:
+        self.inflight[worker_id] = self.inflight.get(worker_id, 0) + 1
+
+    def finished(self, worker_id: str) -> None:
+        self.inflight[worker_id] = max(0, self.inflight.get(worker_id, 1) - 1)
+
+    def failed(self, worker_id: str) -> None:
+        self.cooling_until[worker_id] = time.monotonic() + self.cooldown_seconds
+
+    def succeeded(self, worker_id: str) -> None:
+        self.cooling_until.pop(worker_id, None)

@@ -1,0 +1,62 @@
+"""Server-sent events from a worker, passed through as they arrive.
+
+The filter cuts the byte stream into complete events (a chunk from the network may
+hold several events or part of one), notices the final ``data: [DONE]`` and the
+usage the worker reports, and drops the usage-only chunk the gateway asked for on
+the client's behalf when the client did not ask for it itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_DONE = b"data: [DONE]"
+
+
+class SSEFilter:
+    __slots__ = ("_buffer", "done", "strip_usage", "usage")
+
+    def __init__(self, *, strip_usage: bool) -> None:
+        self._buffer = b""
+        self.strip_usage = strip_usage
+        self.usage: Any = None
+        self.done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._buffer + chunk if self._buffer else chunk
+        if b"\r\n" in data:
+            data = data.replace(b"\r\n", b"\n")
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = data
+            return b""
+        complete, self._buffer = data[: end + 2], data[end + 2 :]
+        if b"[DONE]" in complete:
+            self.done = True
+        if b'"usage"' not in complete:
+            return complete  # the common case: nothing to inspect, pass the bytes on untouched
+        kept = [event for event in complete.split(b"\n\n") if event and self._keep(event)]
+        return b"".join(event + b"\n\n" for event in kept)
+
+    def _keep(self, event: bytes) -> bool:
+        if b'"usage"' not in event or not event.startswith(b"data: ") or event.startswith(_DONE):
+            return True
+        try:
+            payload = json.loads(event[6:])
+        except ValueError:
+            return True
+        usage = payload.get("usage") if isinstance(payload, dict) else None
+        if not usage:
+            return True
+        self.usage = usage
+        # The extra chunk the gateway asked for has no choices, only usage: the client did not want it.
+        return not (self.strip_usage and not payload.get("choices"))
+
+    def flush(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        if rest.strip():
+            if _DONE in rest:
+                self.done = True
+            return rest if rest.endswith(b"\n\n") else rest + b"\n\n"
+        return b""

@@ -1,0 +1,105 @@
+"""The gateway's record writer: records leave the request path and are written in batches.
+
+The gateway hands each finished request to :data:`recorder` (an append to a deque,
+no I/O). A daemon thread writes whatever has accumulated every
+``PENDRA_RECORD_FLUSH_SECONDS`` with one transaction. A failed write keeps the batch
+and retries on the next tick (the usage table's unique constraint makes a retried
+batch harmless); the ASGI lifespan shutdown and ``atexit`` flush what is left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from apps.keys.authentication import touch_last_used
+from apps.requestlog.services import write_records
+
+logger = logging.getLogger("pendra.requestlog")
+
+MAX_PENDING = 200_000
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self._records: deque[dict[str, Any]] = deque()
+        self._usages: deque[dict[str, Any]] = deque()
+        self._touches: deque[tuple[int, datetime]] = deque()
+        self._flush_lock = threading.Lock()
+        self._thread_lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.dropped = 0
+
+    def submit(self, record: dict[str, Any], usage: dict[str, Any] | None = None) -> None:
+        if len(self._records) >= MAX_PENDING:
+            # The database has been unreachable for a long time; refuse to grow without bound.
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                logger.error("request records backlog full: %d dropped so far", self.dropped)
+            return
+        self._records.append(record)
+        if usage is not None:
+            self._usages.append(usage)
+        self._ensure_thread()
+
+    def touch_key(self, key_id: int, now: datetime) -> None:
+        self._touches.append((key_id, now))
+        self._ensure_thread()
+
+    @property
+    def pending(self) -> int:
+        return len(self._records) + len(self._usages)
+
+    def flush(self) -> int:
+        """Write everything submitted so far. Safe to call from any thread."""
+        with self._flush_lock:
+            records = [self._records.popleft() for _ in range(len(self._records))]
+            usages = [self._usages.popleft() for _ in range(len(self._usages))]
+            touches = [self._touches.popleft() for _ in range(len(self._touches))]
+            if not (records or usages or touches):
+                return 0
+            try:
+                close_old_connections()
+                write_records(records, usages)
+                for key_id, at in touches:
+                    touch_last_used(key_id, at)
+            except Exception:
+                logger.exception("writing %d request records failed; retrying on the next tick", len(records))
+                # Put the batch back in front, in order, for the next attempt.
+                self._records.extendleft(reversed(records))
+                self._usages.extendleft(reversed(usages))
+                connection.close()
+                return 0
+            return len(records)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._thread_lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="pendra-recorder", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                self._wakeup.wait(settings.PENDRA_RECORD_FLUSH_SECONDS)
+                self._wakeup.clear()
+                self.flush()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.flush()
+
+
+recorder = Recorder()
+atexit.register(recorder.flush)
