@@ -29,6 +29,7 @@ def forced_errors(settings) -> None:
         ("post", "/healthz", 405),
         ("get", "/api/v1/schema/", 200),
         ("get", "/api/v1/no-such-route/", 404),
+        ("get", "/api/v1/me", 401),
         ("get", "/static/css/console.css", 200),
     ],
 )

@@ -1,7 +1,8 @@
 """``manage.py seed_demo [--json]``: the demo org "demo" with one user per role and a fresh key each.
 
 Idempotent: users, the org and memberships are reused (passwords reset to the known
-demo values); only the keys are new on every run, because a key is shown once.
+demo values); only the keys are new on every run, because a key is shown once, and the
+previous run's demo keys are revoked.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from apps.keys.services import api_key_create
+from apps.keys.models import ApiKey
+from apps.keys.services import api_key_create, api_key_revoke
 from apps.orgs.models import Membership, Organisation, Role
 from apps.orgs.services import membership_add, membership_change_role, org_create, platform_role_grant
 
@@ -55,6 +57,9 @@ class Command(BaseCommand):
         keys: dict[str, str] = {}
         for name, user in users.items():
             key_org = org if name in ORG_ROLES else None  # platform staff keys belong to no org
+            # The previous run's demo key is retired, so reruns never pile up against the plan's key cap.
+            for old in ApiKey.objects.filter(user=user, org=key_org, name=f"demo {name}", revoked_at__isnull=True):
+                api_key_revoke(key=old, actor=user, reason="replaced by seed_demo")
             _, keys[name] = api_key_create(org=key_org, user=user, actor=user, name=f"demo {name}")
 
         result = {
