@@ -299,6 +299,16 @@ PENDRA_HEALTH_TIMEOUT = env_float("PENDRA_HEALTH_TIMEOUT", 2.0, minimum=0.1)
 PENDRA_HEALTH_FAILURES = env_int("PENDRA_HEALTH_FAILURES", 3, minimum=1)
 PENDRA_HEALTH_RECOVERIES = env_int("PENDRA_HEALTH_RECOVERIES", 2, minimum=1)
 
+# Periodic tasks, for the one Celery beat: each app adds its entries to this dict.
+# A sweep that could not start within one interval is dropped ("expires"): the next one is due.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "workers-health-sweep": {
+        "task": "workers.health_sweep",
+        "schedule": PENDRA_HEALTH_INTERVAL,
+        "options": {"expires": PENDRA_HEALTH_INTERVAL},
+    },
+}
+
 # Request records.
 PENDRA_REQUEST_RETENTION_DAYS = env_int("PENDRA_REQUEST_RETENTION_DAYS", 30, minimum=1)
 PENDRA_RECORD_FLUSH_SECONDS = env_float("PENDRA_RECORD_FLUSH_SECONDS", 0.2, minimum=0.01)

@@ -226,7 +226,7 @@ def _change_state(*, worker: Worker, to_state: str, reason: str, actor: Any | No
 
 
 def _locked(worker: Worker) -> Worker:
-    locked = Worker.objects.select_for_update().select_related("dedicated_org").filter(pk=worker.pk).first()
+    locked = Worker.objects.select_for_update().filter(pk=worker.pk).first()
     if locked is None:
         raise Worker.DoesNotExist(f"Worker {worker.pk} no longer exists.")
     return locked

@@ -16,9 +16,10 @@ field             header                  effect
 latency_ms        x-sim-latency-ms        wait before answering (every route but /_sim)
 hang              x-sim-hang: 1           never answer (every route but /_sim)
 health_status     (none)                  /health answers this status (e.g. 503)
-ttft_ms           x-sim-ttft-ms           wait before the first token / the body (/v1 routes)
+ttft_ms           x-sim-ttft-ms           wait before the first token / the body (inference routes)
 chunk_delay_ms    x-sim-chunk-delay-ms    wait between stream chunks
 status            x-sim-status            answer this status (500, 503) with a plain-text body
+                                          (this and the rows below: inference routes, POST /v1/...)
 error_envelope    x-sim-error-envelope    answer this status with an OpenAI error envelope
 reset_after       x-sim-reset-after       abort the TCP connection after N stream chunks
                                           (a non-streamed request is reset before any byte)
@@ -283,6 +284,8 @@ class Simulator:
             if request.path == "/health":
                 if faults.health_status:
                     return web.json_response({"status": "failing"}, status=faults.health_status)
+                return await handler(request)
+            if request.method != "POST":  # /v1/models stays truthful: the model list is not inference
                 return await handler(request)
             if faults.status:
                 return web.Response(status=faults.status, text=f"simulated upstream failure ({faults.status})")

@@ -15,9 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.orgs.models import Organisation
+from apps.orgs.permissions import IsOperator
 from apps.workers import selectors, services, tasks
 from apps.workers.models import ModelKind, Worker, WorkerState
-from apps.workers.permissions import IsOperator
 
 T = TypeVar("T")
 

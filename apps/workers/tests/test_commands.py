@@ -1,0 +1,77 @@
+"""The management commands: register_worker (idempotent, --probe) and simulate_worker (a real server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from io import StringIO
+
+import httpx
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from apps.workers.models import Worker, WorkerState
+from testing.servers import free_port
+from testing.workers import SimFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_register_worker_with_probe_makes_a_live_simulator_healthy_at_once(simulator: SimFactory) -> None:
+    sim = simulator("sim-a")
+    out = StringIO()
+
+    call_command("register_worker", "sim-a", sim.url, "--probe", stdout=out)
+
+    worker = Worker.objects.get(name="sim-a")
+    assert worker.state == WorkerState.HEALTHY
+    assert {m["name"]: m["kind"] for m in worker.served_models} == sim.models
+    assert out.getvalue().startswith("Registered worker sim-a")
+
+
+def test_register_worker_is_idempotent_and_updates_by_name(simulator: SimFactory) -> None:
+    sim = simulator("sim-a")
+    call_command("register_worker", "sim-a", "http://127.0.0.1:1", "--models", "x:chat", stdout=StringIO())
+
+    call_command("register_worker", "sim-a", sim.url, "--models", "a:chat,b:embeddings", stdout=StringIO())
+
+    worker = Worker.objects.get()
+    assert worker.base_url == sim.url
+    assert worker.served_models == [{"name": "a", "kind": "chat"}, {"name": "b", "kind": "embeddings"}]
+
+
+def test_register_worker_refuses_an_unsafe_url() -> None:
+    with pytest.raises(CommandError, match="base_url: Worker URL must use http:// or https://"):
+        call_command("register_worker", "w", "file:///etc/passwd", stdout=StringIO())
+
+    assert not Worker.objects.exists()
+
+
+def test_simulate_worker_serves_until_stopped() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "simulate_worker", "--port", str(port), "--name",
+         "cli-sim", "--models", "m1:chat", "--status", "503"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "simulate_worker did not start"
+                time.sleep(0.1)
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
+        chat = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "m1", "messages": []})
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    assert health.json() == {"status": "ok", "name": "cli-sim"}
+    assert [m["id"] for m in models["data"]] == ["m1"]
+    assert chat.status_code == 503  # the --status flag applies to every /v1 request
