@@ -52,6 +52,8 @@ class OrgScopedAPIView(APIView):
         super().initial(request, *args, **kwargs)
         self.membership = caller_membership(request, kwargs["slug"])
         self.org = self.membership.org
+        # The admin request record names the org even for session callers (requestlog middleware).
+        request._request.pendra_org_id = self.org.pk  # type: ignore[attr-defined]
         method = request.method or "GET"
         if getattr(self, method.lower(), None) is None:
             return  # dispatch answers 405 for a method the view does not have
