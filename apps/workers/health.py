@@ -165,14 +165,23 @@ def health_sweep(*, min_interval: float | None = None, timeout: float | None = N
     return summary
 
 
-def probe_worker(worker_id: str, *, timeout: float | None = None) -> Worker | None:
-    """Probe one worker now (after registration, or ``register_worker --probe``). None if it is gone."""
+def probe_worker(worker_id: str, *, timeout: float | None = None, wait: float = 0.0) -> Worker | None:
+    """Probe one worker now (after registration, or ``register_worker --probe``). None if it is gone.
+
+    ``wait`` > 0 gives a worker that is still starting up that many seconds to pass before the
+    one result is recorded, so ``make run`` does not race its own simulators.
+    """
     worker = selectors.worker_get(worker_id)
     if worker is None:
         return None
     timeout = timeout if timeout is not None else settings.PENDRA_HEALTH_TIMEOUT
+    target = [(str(worker.pk), worker.base_url)]
+    deadline = time.monotonic() + wait
+    [result] = asyncio.run(probe_many(target, timeout=timeout))
+    while not result.ok and time.monotonic() < deadline:
+        time.sleep(0.2)
+        [result] = asyncio.run(probe_many(target, timeout=timeout))
     _claim(str(worker.pk), min_interval=0)
-    [result] = asyncio.run(probe_many([(str(worker.pk), worker.base_url)], timeout=timeout))
     return services.record_probe_result(
         worker_id=result.worker_id, ok=result.ok, latency_ms=result.latency_ms, error=result.error, models=result.models
     )

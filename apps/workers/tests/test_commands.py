@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from io import StringIO
 
@@ -29,6 +30,31 @@ def test_register_worker_with_probe_makes_a_live_simulator_healthy_at_once(simul
     assert worker.state == WorkerState.HEALTHY
     assert {m["name"]: m["kind"] for m in worker.served_models} == sim.models
     assert out.getvalue().startswith("Registered worker sim-a")
+
+
+def test_register_worker_with_probe_waits_for_a_simulator_that_is_still_starting(simulator: SimFactory) -> None:
+    sim = simulator("sim-a")
+    sim.stop()
+    starter = threading.Timer(0.5, sim.restart)
+    starter.start()
+
+    call_command("register_worker", "sim-a", sim.url, "--probe", "--wait", "5", stdout=StringIO())
+    starter.join()
+
+    worker = Worker.objects.get(name="sim-a")
+    assert worker.state == WorkerState.HEALTHY
+    assert len(worker.recent_checks) == 1
+
+
+def test_register_worker_with_probe_records_a_failure_when_nothing_answers(simulator: SimFactory) -> None:
+    sim = simulator("sim-a")
+    sim.stop()
+
+    call_command("register_worker", "sim-a", sim.url, "--probe", "--wait", "0", stdout=StringIO())
+
+    worker = Worker.objects.get(name="sim-a")
+    assert (worker.state, worker.consecutive_failures) == (WorkerState.UNHEALTHY, 1)
+    assert "cannot connect" in worker.last_error
 
 
 def test_register_worker_is_idempotent_and_updates_by_name(simulator: SimFactory) -> None:

@@ -21,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--models", help="name:kind,... (default: whatever the worker's /v1/models lists)")
         parser.add_argument("--dedicated-org", help="slug of the organisation this worker serves exclusively")
         parser.add_argument("--probe", action="store_true", help="probe it now, so a live worker is healthy at once")
+        parser.add_argument(
+            "--wait", type=float, default=10.0, help="with --probe: seconds to let a starting worker come up (10)"
+        )
 
     def handle(self, *args: Any, name: str, url: str, **options: Any) -> None:
         models = parse_models(options["models"]) if options["models"] else None
@@ -44,5 +47,5 @@ class Command(BaseCommand):
             messages = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
             raise CommandError(messages) from None
         if options["probe"]:
-            worker = health.probe_worker(str(worker.pk)) or worker
+            worker = health.probe_worker(str(worker.pk), wait=max(0.0, options["wait"])) or worker
         self.stdout.write(f"{verb} worker {worker.name} ({worker.pk}) at {worker.base_url}: {worker.state}")
