@@ -167,6 +167,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
     raise ImproperlyConfigured(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, not {REDIS_URL!r}")
 
+# Seconds: see CELERY_BROKER_TRANSPORT_OPTIONS. Tests shorten it to see a killed task delivered again.
+CELERY_VISIBILITY_TIMEOUT = env_int("PENDRA_CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
+
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -177,7 +180,14 @@ if REDIS_URL:
         }
     }
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        # A task not acknowledged within this many seconds is handed to another worker: it must
+        # exceed the longest task (hard limits are at most a few minutes) and any ETA/countdown
+        # (none: anything later is a row with a timestamp that a periodic task picks up).
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 30,
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pendra"}}
     _queue_dir = VAR_DIR / "celery" / "queue"
@@ -190,6 +200,8 @@ else:
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_processed_dir),
         "store_processed": False,
+        # Worker remote control (ping, inspect) uses a fanout exchange, kept in its own folder.
+        "control_folder": str(VAR_DIR / "celery" / "control"),
     }
 
 CELERY_TASK_IGNORE_RESULT = True
@@ -197,11 +209,30 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# One queue per deployment; two deployments sharing a Redis (or two test runs) give theirs different names.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PENDRA_CELERY_QUEUE", "celery")
+# Defaults for any task that does not set its own (every Pendra task does).
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
+# Acknowledge on receipt unless a task opts in with acks_late=True after showing a rerun is harmless.
+CELERY_TASK_ACKS_LATE = False
+# A task whose worker process dies is acknowledged, not redelivered forever (a poison message
+# would otherwise kill worker after worker); the periodic tasks simply run again on the next tick.
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+# acks_late tasks still running when the broker connection drops are redelivered elsewhere, so
+# stop them here instead of letting two copies run.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# How often beat sends each periodic task, in seconds. Every one is harmless when it runs
+# twice or overlaps; tests shorten the intervals through the environment.
+PENDRA_KEY_LIFECYCLE_INTERVAL = env_float("PENDRA_KEY_LIFECYCLE_INTERVAL", 60.0, minimum=0.5)
+PENDRA_RETENTION_INTERVAL = env_float("PENDRA_RETENTION_INTERVAL", 3600.0, minimum=1.0)
 
 # --- Sessions, security ----------------------------------------------------
 
@@ -247,6 +278,15 @@ STORAGES = {
 }
 
 EMAIL_BACKEND = os.environ.get("PENDRA_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# For django.core.mail.backends.filebased.EmailBackend: a directory, one file per batch sent.
+EMAIL_FILE_PATH = os.environ.get("PENDRA_EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_HOST = os.environ.get("PENDRA_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("PENDRA_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = os.environ.get("PENDRA_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("PENDRA_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("PENDRA_EMAIL_USE_TLS", False)
+# A mail server that stops answering must not hold a Celery task (and its row locks) forever.
+EMAIL_TIMEOUT = env_float("PENDRA_EMAIL_TIMEOUT", 10.0, minimum=0.1)
 DEFAULT_FROM_EMAIL = os.environ.get("PENDRA_FROM_EMAIL", "Pendra Console <no-reply@pendra.localhost>")
 
 # --- Django REST Framework and the OpenAPI schema ---------------------------
@@ -312,6 +352,26 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # Request records.
 PENDRA_REQUEST_RETENTION_DAYS = env_int("PENDRA_REQUEST_RETENTION_DAYS", 30, minimum=1)
 PENDRA_RECORD_FLUSH_SECONDS = env_float("PENDRA_RECORD_FLUSH_SECONDS", 0.2, minimum=0.01)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "keys-rotate-due": {
+            "task": "keys.rotate_due",
+            "schedule": PENDRA_KEY_LIFECYCLE_INTERVAL,
+            "options": {"expires": PENDRA_KEY_LIFECYCLE_INTERVAL},
+        },
+        "keys-expire-and-notify": {
+            "task": "keys.expire_and_notify",
+            "schedule": PENDRA_KEY_LIFECYCLE_INTERVAL,
+            "options": {"expires": PENDRA_KEY_LIFECYCLE_INTERVAL},
+        },
+        "requestlog-delete-expired": {
+            "task": "requestlog.delete_expired",
+            "schedule": PENDRA_RETENTION_INTERVAL,
+            "options": {"expires": PENDRA_RETENTION_INTERVAL},
+        },
+    }
+)
 
 # Logging: one line per request; JSON lines for log shippers.
 PENDRA_LOG_FORMAT = os.environ.get("PENDRA_LOG_FORMAT", "text")
