@@ -93,6 +93,8 @@ def _call(service: Callable[..., T], **kwargs: Any) -> T:
     except DjangoValidationError as exc:
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         raise DrfValidationError(detail) from None
+    except Worker.DoesNotExist:  # removed by someone else between the lookup and the change
+        raise NotFound("Worker not found.") from None
 
 
 def _worker_or_404(worker_id: Any) -> Worker:
@@ -170,7 +172,7 @@ class WorkerDrainView(APIView):
         responses={200: WorkerOutput, **ERRORS, **NOT_FOUND},
     )
     def post(self, request: Request, worker_id: Any) -> Response:
-        worker = services.worker_drain(worker=_worker_or_404(worker_id), actor=request.user)
+        worker = _call(services.worker_drain, worker=_worker_or_404(worker_id), actor=request.user)
         return Response(WorkerOutput(worker).data)
 
 
@@ -184,5 +186,5 @@ class WorkerUndrainView(APIView):
         responses={200: WorkerOutput, **ERRORS, **NOT_FOUND},
     )
     def post(self, request: Request, worker_id: Any) -> Response:
-        worker = services.worker_undrain(worker=_worker_or_404(worker_id), actor=request.user)
+        worker = _call(services.worker_undrain, worker=_worker_or_404(worker_id), actor=request.user)
         return Response(WorkerOutput(worker).data)
