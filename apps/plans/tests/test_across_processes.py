@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,7 +92,7 @@ def _wait_for_fresh_window(org_id: int, *, needed: float) -> None:
         time.sleep(left + 1)
 
 
-async def _burst(urls: list[str], path: str, key: str, total: int) -> Counter[int]:
+async def _burst(urls: list[str], path: str, key: str, total: int, json: Any = None) -> Counter[int]:
     """All requests are submitted at once, spread over both servers.
 
     Each server gets at most 50 connections at a time: Django runs every in-flight sync
@@ -101,7 +102,10 @@ async def _burst(urls: list[str], path: str, key: str, total: int) -> Counter[in
     headers = {"Authorization": f"Bearer {key}", "X-Forwarded-For": "203.0.113.9"}
     clients = [httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=50)) for url in urls]
     try:
-        responses = await asyncio.gather(*(clients[n % len(clients)].get(path, headers=headers) for n in range(total)))
+        method = "POST" if json is not None else "GET"
+        responses = await asyncio.gather(
+            *(clients[n % len(clients)].request(method, path, headers=headers, json=json) for n in range(total))
+        )
     finally:
         for client in clients:
             await client.aclose()
@@ -112,8 +116,24 @@ def test_two_processes_sharing_redis_let_exactly_the_plans_limit_through(two_ser
     Subscription.objects.update_or_create(
         org=owner.org, defaults={"plan": plan_factory(name="Fifty", api_rpm=50), "since": timezone.now()}
     )
-    _wait_for_fresh_window(owner.org.pk, needed=20)
+    _wait_for_fresh_window(owner.org.pk, needed=10)
 
     statuses = asyncio.run(_burst(two_servers, "/api/v1/plans/", owner.key, 200))
+
+    assert statuses == Counter({200: 50, 429: 150})
+
+
+def test_two_gateway_processes_sharing_redis_let_exactly_the_plans_chat_limit_through(
+    two_servers: list[str], owner: Actor, simulator: Any, register_sim: Any
+) -> None:
+    for name in ("sim-a", "sim-b"):
+        register_sim(simulator(name))
+    Subscription.objects.update_or_create(
+        org=owner.org, defaults={"plan": plan_factory(name="Fifty", chat_rpm=50), "since": timezone.now()}
+    )
+    body = {"model": "sim-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    _wait_for_fresh_window(owner.org.pk, needed=15)
+
+    statuses = asyncio.run(_burst(two_servers, "/v1/chat/completions", owner.key, 200, json=body))
 
     assert statuses == Counter({200: 50, 429: 150})
