@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from testing.live import LiveServer
 
 # Fixture families live in their own modules so each app's tests can share them.
-pytest_plugins = ["testing.actors", "testing.workers"]
+pytest_plugins = ["testing.actors", "testing.workers", "testing.celery"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,11 +43,13 @@ def api() -> APIClient:
 
 @pytest.fixture(scope="session")
 def live_server_session() -> Iterator[LiveServer]:
+    from apps.requestlog.recorder import recorder
     from pendra_console.asgi import application
 
     server = LiveServer(application).start()
     yield server
     server.stop()
+    recorder.flush()
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ CELERY_VISIBILITY_TIMEOUT = env_int("PENDRA_CELERY_VISIBILITY_TIMEOUT", 3600, mi
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "pendra_console.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "pendra",
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},

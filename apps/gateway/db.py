@@ -12,11 +12,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 T = TypeVar("T")
 
-_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pendra-gateway-db")
+# Threads mostly wait on a socket (Redis, PostgreSQL), so there are enough that a burst of
+# requests never queues behind a few slow round trips.
+_executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="pendra-gateway-io")
 
 
 def _with_reconnect(fn: Callable[..., T], *args: Any) -> T:
@@ -25,6 +27,9 @@ def _with_reconnect(fn: Callable[..., T], *args: Any) -> T:
     except (InterfaceError, OperationalError):
         connection.close()
         return fn(*args)
+    finally:
+        # Honour CONN_MAX_AGE as Django's request cycle would: 0 closes at once, N keeps it N seconds.
+        close_old_connections()
 
 
 async def run_db(fn: Callable[..., T], *args: Any) -> T:

@@ -79,6 +79,8 @@ class Recorder:
                 self._usages.extendleft(reversed(usages))
                 connection.close()
                 return 0
+            finally:
+                close_old_connections()  # CONN_MAX_AGE decides whether the writer keeps its connection
             return len(records)
 
     def _ensure_thread(self) -> None:

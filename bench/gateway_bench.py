@@ -1,0 +1,323 @@
+"""What the /v1 gateway adds to a request: the same load straight to an upstream and through Pendra.
+
+One run, all on loopback, production-shaped:
+
+- throwaway PostgreSQL and Redis (the test suite's starters, ``testing/servers.py``);
+- a static upstream: nginx answering a fixed chat completion (it costs almost no CPU,
+  so what is measured is the gateway, not a simulator);
+- the gateway: ``uvicorn pendra_console.asgi:application --workers N`` with key auth,
+  plan limits (Redis), routing, request records (PostgreSQL) all on;
+- load: wrk, a fixed number of connections, first straight to nginx, then through the
+  gateway; the difference in latency at the same concurrency is what Pendra adds.
+
+Usage: ``.venv/bin/python bench/gateway_bench.py [--duration 10] [--connections 32]
+[--workers 2] [--write]``. Needs ``wrk`` and ``nginx`` (Debian packages). ``--write`` puts the
+result table into ``bench/README.md``. Traffic stays on 127.0.0.1 and every step ends by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from testing import servers  # noqa: E402
+
+COMPLETION = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "bench-chat",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+}
+MODELS = {"object": "list", "data": [{"id": "bench-chat", "object": "model"}]}
+BODY = json.dumps({"model": "bench-chat", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 1})
+
+
+def nginx_config(port: int, workdir: str) -> str:
+    def literal(payload: object) -> str:
+        return json.dumps(json.dumps(payload))[1:-1].replace("'", "\\'")
+
+    return f"""
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {workdir}/body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        default_type application/json;
+        location = /health {{ return 200 '{{"status": "ok"}}'; }}
+        location = /v1/models {{ return 200 '{literal(MODELS)}'; }}
+        location / {{ return 200 '{literal(COMPLETION)}'; }}
+    }}
+}}
+"""
+
+
+def run_wrk(url: str, *, duration: int, connections: int, headers: dict[str, str], workdir: str) -> dict[str, float]:
+    script = Path(workdir, "post.lua")
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(BODY)}"]
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
+    return parse_wrk(output)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for percentile, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", output, re.MULTILINE):
+        result[f"p{percentile}"] = _ms(value, unit)
+    result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    result["non_2xx"] = float(errors[1]) if errors else 0.0
+    return result
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback only)
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn processes")
+    parser.add_argument("--write", action="store_true", help="write the table into bench/README.md")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="with --workers 1: sample the gateway with py-spy into FILE (speedscope)"
+    )
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} is needed: apt-get install -y {tool if tool == 'wrk' else 'nginx-light'}")
+
+    workdir = tempfile.mkdtemp(prefix="pendra-bench-")
+    postgres, redis = servers.start_postgresql(), servers.start_redis()
+    if postgres is None or redis is None:
+        sys.exit("PostgreSQL and redis-server binaries are needed")
+    processes: list[subprocess.Popen[bytes]] = []
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres.url,
+        "REDIS_URL": redis.url,
+        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
+        "DEBUG": "0",
+        "PENDRA_SSL_REDIRECT": "0",
+        "PENDRA_ALLOW_PRIVATE_WORKER_URLS": "1",
+        "PENDRA_VAR_DIR": workdir,
+        "PENDRA_LOG_LEVEL": "WARNING",
+        "PENDRA_DB_CONN_MAX_AGE": "60",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    try:
+        nginx_port, gateway_port = servers.free_port(), servers.free_port()
+        Path(workdir, "nginx.conf").write_text(nginx_config(nginx_port, workdir))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        processes.append(subprocess.Popen([nginx, "-c", f"{workdir}/nginx.conf", "-g", "daemon off;"]))
+        subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
+        subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, check=True)
+        seeded = json.loads(
+            subprocess.run([*manage, "seed_demo", "--json"], env=env, check=True, capture_output=True, text=True).stdout
+        )
+        # A plan whose limits the load cannot reach: the checks run, nothing is refused.
+        subprocess.run(
+            [
+                *manage,
+                "shell",
+                "-c",
+                (
+                    "from apps.plans.models import Plan; from apps.plans.services import subscription_change; "
+                    "from apps.orgs.models import Organisation; "
+                    "big = dict(chat_rpm=10**9, embeddings_rpm=10**9, images_rpm=10**9, audio_rpm=10**9, "
+                    "api_rpm=10**9, chat_tpm=2*10**9, embeddings_tpm=2*10**9, concurrent_streams=10**6); "
+                    "plan, _ = Plan.objects.update_or_create(slug='bench', defaults=dict(name='Bench', **big)); "
+                    f"subscription_change(org=Organisation.objects.get(slug='{seeded['org']}'), plan=plan, actor=None)"
+                ),
+            ],
+            env=env,
+            check=True,
+        )
+        wait_http(f"http://127.0.0.1:{nginx_port}/health")
+        subprocess.run(
+            [
+                *manage,
+                "register_worker",
+                "bench-nginx",
+                f"http://127.0.0.1:{nginx_port}",
+                "--models",
+                "bench-chat:chat",
+                "--probe",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "pendra_console.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(gateway_port),
+                    "--workers",
+                    str(args.workers),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                    "--lifespan",
+                    "on",
+                ],
+                env=env,
+                cwd=ROOT,
+            )
+        )
+        wait_http(f"http://127.0.0.1:{gateway_port}/healthz")
+        key = seeded["keys"]["owner"]
+        auth = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        # Warm both paths (connections, key and fleet caches) before measuring.
+        run_wrk(
+            f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
+            duration=2,
+            connections=args.connections,
+            headers=auth,
+            workdir=workdir,
+        )
+        direct = run_wrk(
+            f"http://127.0.0.1:{nginx_port}/v1/chat/completions",
+            duration=args.duration,
+            connections=args.connections,
+            headers=auth,
+            workdir=workdir,
+        )
+        profiler = None
+        if args.profile:
+            profiler = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--format",
+                    "speedscope",
+                    "-o",
+                    args.profile,
+                    "-d",
+                    str(args.duration),
+                    "-p",
+                    str(processes[-1].pid),
+                ]
+            )
+        through = run_wrk(
+            f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
+            duration=args.duration,
+            connections=args.connections,
+            headers=auth,
+            workdir=workdir,
+        )
+        if profiler is not None:
+            profiler.wait(timeout=60)
+        time.sleep(1.0)  # let the record writers flush
+        records = subprocess.run(
+            [
+                *manage,
+                "shell",
+                "-v",
+                "0",
+                "-c",
+                "from apps.requestlog.models import RequestRecord, UsageRecord; "
+                "print(RequestRecord.objects.filter(route='/v1/chat/completions').count(), "
+                "UsageRecord.objects.count())",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        postgres.stop()
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    table = "\n".join(
+        [
+            f"Run on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({platform.machine()}), "
+            f"wrk -t1 -c{args.connections} -d{args.duration}s, gateway: {args.workers} uvicorn processes.",
+            "",
+            "| path | requests/s | p50 ms | p99 ms | non-2xx |",
+            "|---|---:|---:|---:|---:|",
+            f"| straight to the upstream (nginx) | {direct['rps']:.0f} | {direct['p50']:.2f} | {direct['p99']:.2f} "
+            f"| {direct['non_2xx']:.0f} |",
+            f"| through the gateway (auth, limits, routing, records) | {through['rps']:.0f} | {through['p50']:.2f} "
+            f"| {through['p99']:.2f} | {through['non_2xx']:.0f} |",
+            f"| **added by the gateway** | | **{through['p50'] - direct['p50']:.2f}** "
+            f"| **{through['p99'] - direct['p99']:.2f}** | |",
+            "",
+            f"Request records written for the gateway run (warm-up included): {records[0]}; "
+            f"usage records: {records[1]}.",
+        ]
+    )
+    print(table)
+    if args.write:
+        readme = ROOT / "bench" / "README.md"
+        text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+        start, end = "<!-- gateway-bench:start -->", "<!-- gateway-bench:end -->"
+        block = f"{start}\n{table}\n{end}"
+        text = (
+            re.sub(re.escape(start) + ".*?" + re.escape(end), block, text, flags=re.S)
+            if start in text
+            else text.rstrip() + "\n\n## Gateway overhead (`bench/gateway_bench.py`)\n\n" + block + "\n"
+        )
+        readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
