@@ -18,12 +18,19 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-SIMULATORS = [
-    ("sim-a", 8101),
-    ("sim-b", 8102),
-]
+
+def simulators() -> list[tuple[str, int]]:
+    """sim-a, sim-b, ... on the ports in ``PENDRA_SIM_PORTS`` (default 8101,8102), so two can run side by side."""
+    raw = os.environ.get("PENDRA_SIM_PORTS", "8101,8102")
+    try:
+        ports = [int(port) for port in raw.split(",") if port.strip()]
+    except ValueError:
+        raise CommandError(f"PENDRA_SIM_PORTS={raw!r} is not a comma-separated list of ports") from None
+    if not ports or len(ports) > 26 or not all(0 < port < 65536 for port in ports):
+        raise CommandError(f"PENDRA_SIM_PORTS={raw!r}: give 1 to 26 ports between 1 and 65535")
+    return [(f"sim-{chr(ord('a') + index)}", port) for index, port in enumerate(ports)]
 
 
 class Command(BaseCommand):
@@ -43,19 +50,16 @@ class Command(BaseCommand):
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         celery = [sys.executable, "-m", "celery", "-A", "pendra_console"]
 
-        if not no_simulators:
-            for name, sim_port in SIMULATORS:
-                processes.append(
-                    subprocess.Popen([*manage, "simulate_worker", "--port", str(sim_port), "--name", name])
-                )
+        sims = [] if no_simulators else simulators()
+        for name, sim_port in sims:
+            processes.append(subprocess.Popen([*manage, "simulate_worker", "--port", str(sim_port), "--name", name]))
 
         demo = StringIO()
         call_command("seed_demo", "--json", stdout=demo)
         seeded = json.loads(demo.getvalue())
 
-        if not no_simulators:
-            for name, sim_port in SIMULATORS:
-                call_command("register_worker", name, f"http://127.0.0.1:{sim_port}", "--probe", stdout=StringIO())
+        for name, sim_port in sims:
+            call_command("register_worker", name, f"http://127.0.0.1:{sim_port}", "--probe", stdout=StringIO())
 
         processes.append(subprocess.Popen([*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"]))
         processes.append(subprocess.Popen([*celery, "beat", "--loglevel", "INFO"]))
@@ -90,9 +94,10 @@ class Command(BaseCommand):
                 "Ctrl-C stops everything.\n"
             )
         )
-        self._wait(processes)
+        # A simulator may be stopped on purpose (to watch health checks react); the rest may not.
+        self._wait(processes, essential=processes[len(sims) :])
 
-    def _wait(self, processes: list[subprocess.Popen[bytes]]) -> None:
+    def _wait(self, processes: list[subprocess.Popen[bytes]], *, essential: list[subprocess.Popen[bytes]]) -> None:
         stopping = False
 
         def stop(signum: int, frame: object) -> None:
@@ -101,7 +106,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        while not stopping and all(process.poll() is None for process in processes):
+        while not stopping and all(process.poll() is None for process in essential):
             time.sleep(0.5)
         for process in processes:
             if process.poll() is None:
