@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -276,3 +277,37 @@ def test_a_rotated_key_is_recorded_expired_when_its_grace_ends(celery_stack: Any
 
     events = AuditEvent.objects.filter(event_type=AuditEvent.Type.KEY_EXPIRED, target_id=str(key.pk))
     assert [e.data["reason"] for e in events] == ["rotation grace ended"]
+
+
+def test_beat_rotates_a_due_key_and_records_expiries_without_anyone_sending_a_task(
+    celery_stack: Any, owner: Actor
+) -> None:
+    key, _ = _due_key(owner, grace_seconds=0)
+    stack = celery_stack(PENDRA_KEY_LIFECYCLE_INTERVAL="0.5", PENDRA_HEALTH_INTERVAL="3600")
+    stack.worker()
+    stack.beat()
+
+    deadline = time.monotonic() + 20
+    while not AuditEvent.objects.filter(event_type=AuditEvent.Type.KEY_EXPIRED, target_id=str(key.pk)).exists():
+        assert time.monotonic() < deadline, "beat did not rotate and expire the key"
+        time.sleep(0.1)
+    time.sleep(1.5)  # three more ticks of both tasks change nothing
+
+    assert _rotation_state(key)["successors"] == 1
+    assert AuditEvent.objects.filter(event_type=AuditEvent.Type.KEY_EXPIRED, target_id=str(key.pk)).count() == 1
+
+
+def test_every_periodic_task_finishes_well_inside_the_brokers_visibility_timeout() -> None:
+    from pendra_console.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert scheduled == {
+        "workers.health_sweep",
+        "keys.rotate_due",
+        "keys.expire_and_notify",
+        "requestlog.delete_expired",
+    }
+    for name in scheduled:
+        task = app.tasks[name]
+        assert 0 < task.soft_time_limit < task.time_limit < settings.CELERY_VISIBILITY_TIMEOUT, name
