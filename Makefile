@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 ## make run: migrate, seed a demo, and serve console + gateway + Celery + two simulated GPU workers on :8000
 run: $(STAMP)
-	$(BIN)/python manage.py devserver
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py devserver
 
 ## make test: the whole suite, on throwaway PostgreSQL and Redis when their binaries are installed
 test: $(STAMP)
