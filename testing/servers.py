@@ -99,6 +99,12 @@ def start_redis() -> Server | None:
         return None
     workdir = tempfile.mkdtemp(prefix="pendra-redis-")
     port = free_port()
+    return Server(url=f"redis://127.0.0.1:{port}/0", process=start_redis_at(port, workdir), workdir=workdir)
+
+
+def start_redis_at(port: int, workdir: str) -> subprocess.Popen[bytes]:
+    """A Redis on a known port, answering PING (the cache-down tests stop and start their own)."""
+    redis_server = shutil.which("redis-server") or "redis-server"
     process = subprocess.Popen(
         [
             redis_server,
@@ -122,40 +128,8 @@ def start_redis() -> Server | None:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
-                    break
+                    return process
         except OSError:
             time.sleep(0.05)
-    else:
-        process.kill()
-        raise RuntimeError("redis-server did not start within 30 s")
-    return Server(url=f"redis://127.0.0.1:{port}/0", process=process, workdir=workdir)
-
-
-def start_redis_at(port: int, workdir: str) -> subprocess.Popen[bytes]:
-    """Restart a Redis on a known port (the cache-down tests stop and start it)."""
-    redis_server = shutil.which("redis-server") or "redis-server"
-    process = subprocess.Popen(
-        [
-            redis_server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not restart")
+    process.kill()
+    raise RuntimeError("redis-server did not start within 30 s")
