@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from apps.keys.lifecycle import notice_due
 from apps.keys.models import ApiKey, ExpiryNotice
 from apps.keys.services import api_key_create, api_key_update
 from apps.orgs.models import AuditEvent
@@ -311,3 +313,23 @@ def test_every_periodic_task_finishes_well_inside_the_brokers_visibility_timeout
     for name in scheduled:
         task = app.tasks[name]
         assert 0 < task.soft_time_limit < task.time_limit < settings.CELERY_VISIBILITY_TIMEOUT, name
+
+
+@pytest.mark.parametrize(
+    ("left", "notice"),
+    [
+        (timedelta(days=8), None),
+        (timedelta(days=7, seconds=1), None),
+        (timedelta(days=7), 7),
+        (timedelta(days=3, hours=12), 7),
+        (timedelta(days=3), 3),
+        (timedelta(days=1, seconds=1), 3),
+        (timedelta(days=1), 1),
+        (timedelta(minutes=5), 1),
+        (timedelta(0), None),
+        (timedelta(hours=-1), None),
+    ],
+)
+def test_the_notice_due_is_the_tightest_threshold_the_key_is_inside(left: timedelta, notice: int | None) -> None:
+    now = timezone.now()
+    assert notice_due(expires_at=now + left, now=now) == notice
