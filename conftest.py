@@ -53,7 +53,7 @@ def live_server_session() -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def live(live_server_session: LiveServer, transactional_db: None) -> LiveServer:
+def live(live_server_session: LiveServer, transactional_db: None) -> Iterator[LiveServer]:
     """The running ASGI server, with a database its threads can see.
 
     The gateway caches keys and the fleet for a second; tests flush the database between
@@ -64,4 +64,5 @@ def live(live_server_session: LiveServer, transactional_db: None) -> LiveServer:
 
     key_cache.clear()
     application.pool.invalidate()
-    return live_server_session
+    yield live_server_session
+    live_server_session.settle()

@@ -7,7 +7,7 @@ binaries are missing. Each case runs thousands of calls after a warm-up and repo
 median and p99 latency and the Redis commands per call (from ``INFO stats``):
 
 - ``admit`` / ``settle`` called directly (the synchronous cost);
-- ``admit`` through the gateway's one thread hop (``apps.gateway.db.run_db``), which is what
+- ``admit`` through the gateway's one thread hop (``pendra_console.aio.run_db``), which is what
   a /v1 request waits for before the upstream call; ``settle`` runs after the response,
   off the request's path, and is measured on its own;
 - for reference: an empty hop, and one Redis ``PING``.
@@ -122,11 +122,11 @@ def main() -> None:
         from django.core.cache import cache
         from django.db import connection
 
-        from apps.gateway.db import run_db
         from apps.orgs.models import Organisation
         from apps.plans import limits
         from apps.plans.catalogue import CATALOGUE
         from apps.plans.models import Plan, Subscription
+        from pendra_console.aio import run_db
 
         # Limits no bench run can reach: every call takes the "allowed" path, as most requests do.
         unlimited = dict.fromkeys(("chat_rpm", "embeddings_rpm", "api_rpm", "chat_tpm"), 10**9)

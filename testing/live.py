@@ -37,6 +37,19 @@ class LiveServer:
             time.sleep(0.01)
         return self
 
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait for in-flight requests to finish, then write their records.
+
+        Run before the test database is flushed: a record batch being inserted while
+        TRUNCATE runs deadlocks in PostgreSQL.
+        """
+        from apps.requestlog.recorder import recorder
+
+        deadline = time.monotonic() + timeout
+        while self.server.server_state.tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        recorder.flush()
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)

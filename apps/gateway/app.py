@@ -25,15 +25,15 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.gateway import validation
-from apps.gateway.db import run_db, submit_sync
 from apps.gateway.exchange import JSON, BodyTooLarge, ClientGone, Exchange
 from apps.gateway.routing import FleetSnapshot, WorkerPool
 from apps.gateway.streaming import SSEFilter
 from apps.keys import tokens
 from apps.keys.authentication import KeyPrincipal, key_cache, load_principal
-from apps.plans import limits
+from apps.plans import limits_async
 from apps.requestlog.recorder import recorder
 from apps.workers.selectors import WorkerTarget
+from pendra_console.aio import SingleFlight, is_stale, run_db
 from pendra_console.contract import INVALID_TOKEN
 from pendra_console.errors import not_found_detail
 from pendra_console.request_id import current_request_id, log_access
@@ -165,6 +165,7 @@ class GatewayApplication:
     def __init__(self, django_app: Any) -> None:
         self.django_app = django_app
         self.pool = WorkerPool(cooldown_seconds=settings.PENDRA_WORKER_COOLDOWN)
+        self.key_loads = SingleFlight()
         self._session: aiohttp.ClientSession | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -264,9 +265,7 @@ class GatewayApplication:
                     f'Model "{valid.model}" is a {known_kind} model; it cannot serve {route.path}.', "model"
                 )
             )
-        admission = await run_db(
-            functools.partial(limits.admit, org_id=principal.org_id, kind=route.kind, streaming=valid.stream)
-        )
+        admission = await limits_async.admit(org_id=principal.org_id, kind=route.kind, streaming=valid.stream)
         exchange.extra_headers.extend((name.encode(), value.encode()) for name, value in admission.headers.items())
         if not admission.allowed:
             return await exchange.error_response(429, admission.detail, code="rate_limit_exceeded")
@@ -298,10 +297,14 @@ class GatewayApplication:
         parsed = tokens.parse_key(raw) if acceptable else None
         principal = None
         if parsed is not None:
-            hit, principal = key_cache.cached(parsed.public_id)
-            if not hit:
-                principal = await run_db(load_principal, parsed.public_id)
-                key_cache.store(parsed.public_id, principal)
+            entry = key_cache.peek(parsed.public_id)
+            loader = functools.partial(_load_principal, parsed.public_id)
+            if entry is None:
+                principal = await self.key_loads.load(parsed.public_id, loader)
+            else:
+                stale_at, principal = entry
+                if is_stale(stale_at):
+                    self.key_loads.refresh(parsed.public_id, loader)
             now = timezone.now()
             if principal is not None and not (
                 tokens.secret_matches(parsed.secret, principal.secret_hash) and principal.usable_at(now)
@@ -572,14 +575,12 @@ class GatewayApplication:
         recorder.submit(record, billed)
         if exchange.admitted and principal is not None and exchange.route is not None:
             # Counting tokens and freeing the stream slot happen after the response, off its path.
-            settle = functools.partial(
-                limits.settle,
+            limits_async.spawn_settle(
                 org_id=principal.org_id,
                 kind=exchange.route.kind,
                 tokens=usage["total_tokens"] if usage else 0,
                 streaming=exchange.admitted_stream,
             )
-            submit_sync(settle)
         log_access(
             method=exchange.method,
             path=exchange.path,
@@ -588,6 +589,12 @@ class GatewayApplication:
             worker=worker.name if worker else None,
             attempts=exchange.attempts,
         )
+
+
+def _load_principal(public_id: str) -> KeyPrincipal | None:
+    principal = load_principal(public_id)
+    key_cache.store(public_id, principal)
+    return principal
 
 
 async def _disconnected(receive: Any) -> None:

@@ -10,14 +10,13 @@ then the least loaded.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
 from dataclasses import dataclass, field
 
-from apps.gateway.db import run_db
 from apps.workers.selectors import WorkerTarget, all_models, routable_workers
+from pendra_console.aio import SingleFlight
 
 logger = logging.getLogger("pendra.gateway")
 
@@ -41,27 +40,26 @@ class WorkerPool:
     snapshot: FleetSnapshot | None = None
     inflight: dict[str, int] = field(default_factory=dict)
     cooling_until: dict[str, float] = field(default_factory=dict)
-    _refreshing: asyncio.Lock | None = None
+    _loads: SingleFlight = field(default_factory=SingleFlight)
 
     async def fleet(self) -> FleetSnapshot:
+        """The fleet as of at most a second ago; a stale view is served while one refresh runs."""
         snapshot = self.snapshot
-        if snapshot is not None and time.monotonic() - snapshot.loaded_at < SNAPSHOT_SECONDS:
-            return snapshot
-        if self._refreshing is None:
-            self._refreshing = asyncio.Lock()
-        if self._refreshing.locked() and snapshot is not None:
-            return snapshot  # someone is already refreshing: a second-old view is fine meanwhile
-        async with self._refreshing:
-            if self.snapshot is not None and time.monotonic() - self.snapshot.loaded_at < SNAPSHOT_SECONDS:
-                return self.snapshot
-            try:
-                self.snapshot = await run_db(_load_snapshot)
-            except Exception:
-                if self.snapshot is None:
-                    raise
-                logger.exception("could not refresh the worker list; routing on the previous one")
-                self.snapshot.loaded_at = time.monotonic()
-            return self.snapshot
+        if snapshot is None:
+            return await self._loads.load("fleet", self._load)
+        if time.monotonic() - snapshot.loaded_at >= SNAPSHOT_SECONDS:
+            self._loads.refresh("fleet", self._load)
+        return snapshot
+
+    def _load(self) -> FleetSnapshot:
+        try:
+            self.snapshot = _load_snapshot()
+        except Exception:
+            if self.snapshot is None:
+                raise
+            logger.exception("could not refresh the worker list; routing on the previous one")
+            self.snapshot.loaded_at = time.monotonic()
+        return self.snapshot
 
     def invalidate(self) -> None:
         self.snapshot = None

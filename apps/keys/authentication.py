@@ -112,6 +112,11 @@ class KeyCache:
             return False, None
         return True, entry[1]
 
+    def peek(self, public_id: str) -> tuple[float, KeyPrincipal | None] | None:
+        """The entry and when it goes stale (``time.monotonic``), fresh or not: the gateway serves a
+        stale entry while one refresh runs, so requests never queue behind an expiring cache."""
+        return self._entries.get(public_id)
+
     def store(self, public_id: str, principal: KeyPrincipal | None) -> None:
         with self._lock:
             if len(self._entries) > 100_000:

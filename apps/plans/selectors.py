@@ -69,6 +69,10 @@ class _PlanCache:
             return None
         return entry[1]
 
+    def peek(self, org_id: int) -> tuple[float, PlanLimits] | None:
+        """The entry and when it goes stale, fresh or not (the gateway refreshes stale ones in the background)."""
+        return self._entries.get(org_id)
+
     def store(self, org_id: int, limits: PlanLimits) -> None:
         with self._lock:
             if len(self._entries) > 100_000:

@@ -1,0 +1,80 @@
+"""Blocking work (the ORM) from an event loop, and cached lookups that never stall one.
+
+``run_db`` sends a call to a small thread pool of its own, so database work (cache misses
+only, on the gateway's path) never blocks the loop. Its threads honour ``CONN_MAX_AGE``
+like Django's request cycle, and a connection the server dropped is closed and the call
+tried once more.
+
+``SingleFlight`` backs the gateway's short-lived caches (keys, plans, the fleet):
+stale-while-revalidate with one load in flight per key. When an entry goes stale, the
+request that notices it is answered from the stale entry and one background load
+replaces it; only a key never seen before waits for its load, and concurrent requests
+for it share that one load. Without this, every entry expiring under load sent every
+in-flight request to the database at once, and the p99 showed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+
+logger = logging.getLogger("pendra.aio")
+
+T = TypeVar("T")
+
+# Threads mostly wait on a socket (PostgreSQL), so there are enough that a burst of
+# cache misses never queues behind a few slow queries.
+_executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pendra-db")
+
+
+def _with_reconnect(fn: Callable[..., T], *args: Any) -> T:
+    try:
+        return fn(*args)
+    except (InterfaceError, OperationalError):
+        connection.close()
+        return fn(*args)
+    finally:
+        # Honour CONN_MAX_AGE as Django's request cycle would: 0 closes at once, N keeps it N seconds.
+        close_old_connections()
+
+
+async def run_db(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_executor, _with_reconnect, fn, *args)
+
+
+class SingleFlight:
+    def __init__(self) -> None:
+        self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def load(self, key: Hashable, loader: Callable[[], T]) -> T:
+        """Run ``loader`` in the database pool, once for all concurrent callers with this key."""
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(run_db(loader))
+            self._inflight[key] = future
+            future.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(future)
+
+    def refresh(self, key: Hashable, loader: Callable[[], object]) -> None:
+        """Start a background load unless one is already running; its errors are logged, not raised."""
+        if key in self._inflight:
+            return
+        future = asyncio.ensure_future(run_db(loader))
+        self._inflight[key] = future
+
+        def done(finished: asyncio.Future[Any]) -> None:
+            self._inflight.pop(key, None)
+            if not finished.cancelled() and finished.exception() is not None:
+                logger.error("background refresh of %r failed: %s", key, finished.exception())
+
+        future.add_done_callback(done)
+
+
+def is_stale(stale_at: float) -> bool:
+    return stale_at < time.monotonic()
