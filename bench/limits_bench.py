@@ -7,9 +7,10 @@ binaries are missing. Each case runs thousands of calls after a warm-up and repo
 median and p99 latency and the Redis commands per call (from ``INFO stats``):
 
 - ``admit`` / ``settle`` called directly (the synchronous cost);
-- ``admit`` through the gateway's one thread hop (``pendra_console.aio.run_db``), which is what
-  a /v1 request waits for before the upstream call; ``settle`` runs after the response,
+- the gateway's ``apps.plans.limits_async.admit`` (one ``EVAL`` on the event loop), which is
+  what a /v1 request waits for before the upstream call; ``settle`` runs after the response,
   off the request's path, and is measured on its own;
+- the synchronous core through a thread hop, as the gateway called it before;
 - for reference: an empty hop, and one Redis ``PING``.
 
 Usage: ``.venv/bin/python bench/limits_bench.py [--calls 5000] [--write]``. ``--write`` puts
@@ -123,7 +124,7 @@ def main() -> None:
         from django.db import connection
 
         from apps.orgs.models import Organisation
-        from apps.plans import limits
+        from apps.plans import limits, limits_async
         from apps.plans.catalogue import CATALOGUE
         from apps.plans.models import Plan, Subscription
         from pendra_console.aio import run_db
@@ -152,16 +153,32 @@ def main() -> None:
         async def hop_admit() -> None:
             await run_db(admit_chat)
 
+        async def gateway_admit() -> None:
+            await limits_async.admit(org_id=org_id, kind="chat", streaming=False)
+
+        async def gateway_settle() -> None:
+            await limits_async.settle(org_id=org_id, kind="chat", tokens=6, streaming=False)
+
+        async def gateway_admit_stream() -> None:
+            await limits_async.admit(org_id=org_id, kind="chat", streaming=True)
+            await limits_async.settle(org_id=org_id, kind="chat", tokens=6, streaming=True)
+
         async def hop_empty() -> None:
             await run_db(lambda: None)
 
         rows = [
+            (
+                "**gateway: limits_async.admit(), chat: what a /v1 request waits for**",
+                _measure_async(gateway_admit, calls),
+            ),
+            ("gateway: limits_async.settle(), chat (after the response)", _measure_async(gateway_settle, calls)),
+            ("gateway: admit() + settle(), streamed chat", _measure_async(gateway_admit_stream, calls)),
             ("admit() + settle(), chat, direct", _measure_sync(admit_and_settle, calls)),
             ("admit() + settle(), streamed chat, direct", _measure_sync(admit_and_settle_stream, calls)),
             ("admit() alone, chat, direct", _measure_sync(admit_chat, calls)),
             ("settle() alone, chat, direct (after the response)", _measure_sync(settle_chat, calls)),
             (
-                "admit() through the gateway's thread hop: what a /v1 request waits for",
+                "sync admit() through a thread hop (the gateway before limits_async)",
                 _measure_async(hop_admit, calls),
             ),
             ("reference: empty thread hop", _measure_async(hop_empty, calls)),
@@ -189,11 +206,13 @@ def main() -> None:
 
 def _write(table: str) -> None:
     notes = (
-        "\nOn the chat path `admit()` makes three Redis round trips (the minute's tokens `GET`, "
-        "django-ratelimit's `SET NX` and its increment as one `EVAL`), a streamed request two more "
-        "(the stream slot); the plan comes from process memory, read from the database at most "
-        "once a second per org and process. `settle()` runs after the response is sent. Rerun on "
-        "a quiet machine: other processes on the same cores inflate p99 most.\n"
+        "\nThe gateway counts with `apps.plans.limits_async`: one `EVAL` (the minute's tokens, "
+        "django-ratelimit's request counter under its own key and window, the stream slot) on the "
+        "event loop, no thread. The synchronous core (`apps.plans.limits`, django-ratelimit's "
+        "`get_usage`) serves the admin API and the embedded default: on the chat path it makes "
+        "three Redis round trips, a streamed request two more. Plans come from process memory, "
+        "read from the database at most once a second per org and process. `settle()` runs after "
+        "the response is sent. Rerun on a quiet machine: other processes inflate p99 most.\n"
     )
     section = f"{START}\n## Rate-limit check (`bench/limits_bench.py`)\n\n{table}{notes}{END}\n"
     text = README.read_text() if README.exists() else "# Benchmarks\n\n"
