@@ -30,6 +30,8 @@ def forced_errors(settings) -> None:
         ("get", "/api/v1/schema/", 200),
         ("get", "/api/v1/no-such-route/", 404),
         ("get", "/api/v1/me", 401),
+        ("put", "/api/v1/schema/", 405),
+        ("post", "/console-page-that-does-not-exist", 404),
         ("get", "/static/css/console.css", 200),
     ],
 )
@@ -116,3 +118,21 @@ def test_readyz_reports_every_component_up(client: Client) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "cache": "ok", "broker": "ok"}}
+
+
+def test_malformed_json_under_the_admin_api_is_a_400_with_a_request_id(owner) -> None:
+    response = owner.client().post(
+        "/api/v1/orgs/", data=b'{"name": "unterminated', content_type="application/json", HTTP_X_REQUEST_ID=VALID_ID
+    )
+    assert response.status_code == 400
+    assert response["X-Request-Id"] == VALID_ID
+    body = response.json()
+    assert body["detail"].startswith("Malformed JSON")
+    assert body["request_id"] == VALID_ID
+
+
+def test_a_405_under_the_admin_api_names_the_allowed_methods(owner) -> None:
+    response = owner.client().put("/api/v1/me")
+    assert response.status_code == 405
+    assert response.json()["detail"] == 'Method "PUT" not allowed.'
+    assert response["X-Request-Id"].startswith("req_")

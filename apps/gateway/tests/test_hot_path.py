@@ -1,0 +1,64 @@
+"""The warm path: no table read, the request id handed to the worker, no secret in the record."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db.backends import utils as db_utils
+
+from apps.gateway.tests.conftest import Gateway, record_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHAT = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2}
+
+
+def test_a_warm_request_reads_no_table(gateway: Gateway, settings, monkeypatch) -> None:
+    settings.PENDRA_KEY_CACHE_SECONDS = 60
+    queries: Counter[str] = Counter()
+    original = db_utils.CursorWrapper.execute
+
+    def counting_execute(self, sql, params=None):  # observes every query, from every thread
+        queries[threading.current_thread().name] += 1
+        return original(self, sql, params)
+
+    with gateway.http() as http:
+        assert http.post("/v1/chat/completions", json=CHAT).status_code == 200  # warms the caches
+        monkeypatch.setattr(db_utils.CursorWrapper, "execute", counting_execute)
+        for _ in range(20):
+            assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+        monkeypatch.setattr(db_utils.CursorWrapper, "execute", original)
+    # Only the batch writer touches the database, after the responses, off the request path.
+    assert {name for name in queries if name != "pendra-recorder"} == set(), queries
+
+
+def test_the_request_id_reaches_the_worker(gateway: Gateway) -> None:
+    request_id = "forwarded-to-worker-0123456789"
+    with gateway.http() as http:
+        response = http.post("/v1/chat/completions", json=CHAT, headers={"X-Request-Id": request_id})
+    assert response.headers["x-request-id"] == request_id
+    seen = [entry["request_id"] for sim in gateway.sims for entry in sim.stats()["recent"]]
+    assert request_id in seen
+
+
+def test_the_workers_never_see_the_clients_key(gateway: Gateway) -> None:
+    with gateway.http() as http:
+        assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+    assert all(not entry["authorization"] for sim in gateway.sims for entry in sim.stats()["recent"])
+
+
+def test_the_record_holds_no_prompt_output_or_key(gateway: Gateway) -> None:
+    secret_prompt = "my-secret-prompt-words"
+    with gateway.http() as http:
+        response = http.post(
+            "/v1/chat/completions",
+            json={"model": "sim-chat", "messages": [{"role": "user", "content": secret_prompt}], "max_tokens": 3},
+        )
+    output = response.json()["choices"][0]["message"]["content"]
+    record = record_for(response.headers["x-request-id"])
+    stored = " ".join(str(value) for value in record.__dict__.values())
+    assert secret_prompt not in stored
+    assert output not in stored
+    assert gateway.key not in stored

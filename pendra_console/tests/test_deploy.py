@@ -1,0 +1,48 @@
+"""Production configuration: Django's deployment checks pass with production variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+
+from django.conf import settings
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ALLOWED_HOSTS": "console.pendra.example",
+    "DATABASE_URL": "postgres://pendra@db.internal:5432/pendra",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+}
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PENDRA_", "DATABASE_URL", "REDIS_URL"))}
+    return subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), *args],
+        env={**clean, "PENDRA_VAR_DIR": settings.VAR_DIR.as_posix(), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_deploy_is_clean_with_production_variables() -> None:
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_a_missing_secret_key_with_debug_off_stops_the_process() -> None:
+    result = _manage("check", env={**PRODUCTION, "SECRET_KEY": ""})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_a_malformed_setting_stops_the_process_instead_of_being_guessed() -> None:
+    result = _manage("check", env={**PRODUCTION, "PENDRA_CHAT_IDLE_TIMEOUT": "soon"})
+    assert result.returncode != 0
+    assert "PENDRA_CHAT_IDLE_TIMEOUT='soon' is not a number" in result.stderr
