@@ -10,8 +10,9 @@ after the send, and the next tick picks up anything left undone.
 
 from __future__ import annotations
 
-from apps.keys import lifecycle
 from celery import shared_task
+
+from apps.keys import lifecycle
 
 
 @shared_task(name="keys.rotate_due", acks_late=True, soft_time_limit=45, time_limit=60)

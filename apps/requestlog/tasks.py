@@ -6,8 +6,9 @@ service deletes in bounded batches and the next run carries on where one stopped
 
 from __future__ import annotations
 
-from apps.requestlog.services import delete_expired_records
 from celery import shared_task
+
+from apps.requestlog.services import delete_expired_records
 
 
 @shared_task(name="requestlog.delete_expired", soft_time_limit=300, time_limit=360)
