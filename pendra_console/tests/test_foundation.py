@@ -136,3 +136,13 @@ def test_a_405_under_the_admin_api_names_the_allowed_methods(owner) -> None:
     assert response.status_code == 405
     assert response.json()["detail"] == 'Method "PUT" not allowed.'
     assert response["X-Request-Id"].startswith("req_")
+
+
+def test_the_api_docs_page_serves_its_scripts_itself(client: Client) -> None:
+    page = client.get("/api/v1/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "/static/drf_spectacular_sidecar/redoc/" in html
+    assert "cdn." not in html
+    script = html.split('src="', 1)[1].split('"', 1)[0]
+    assert client.get(script).status_code == 200
