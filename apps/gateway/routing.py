@@ -10,6 +10,7 @@ then the least loaded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -41,15 +42,32 @@ class WorkerPool:
     inflight: dict[str, int] = field(default_factory=dict)
     cooling_until: dict[str, float] = field(default_factory=dict)
     _loads: SingleFlight = field(default_factory=SingleFlight)
+    _refresher: asyncio.Future[None] | None = None
 
     async def fleet(self) -> FleetSnapshot:
-        """The fleet as of at most a second ago; a stale view is served while one refresh runs."""
+        """The fleet as of less than ``SNAPSHOT_SECONDS`` ago.
+
+        A background task reloads it every half of that, so requests do not wait; one
+        waits only when that task has fallen behind (the database is slow), which keeps
+        the promise that health changes reach routing within a sweep.
+        """
         snapshot = self.snapshot
-        if snapshot is None:
-            return await self._loads.load("fleet", self._load)
-        if time.monotonic() - snapshot.loaded_at >= SNAPSHOT_SECONDS:
-            self._loads.refresh("fleet", self._load)
-        return snapshot
+        if snapshot is not None and time.monotonic() - snapshot.loaded_at < SNAPSHOT_SECONDS:
+            self._keep_refreshing()
+            return snapshot
+        return await self._loads.load("fleet", self._load)
+
+    def _keep_refreshing(self) -> None:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.ensure_future(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_SECONDS / 2)
+            try:
+                await self._loads.load("fleet", self._load)
+            except Exception:
+                logger.exception("could not refresh the worker list")
 
     def _load(self) -> FleetSnapshot:
         try:
