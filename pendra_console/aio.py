@@ -5,12 +5,11 @@ only, on the gateway's path) never blocks the loop. Its threads honour ``CONN_MA
 like Django's request cycle, and a connection the server dropped is closed and the call
 tried once more.
 
-``SingleFlight`` backs the gateway's short-lived caches (keys, plans, the fleet):
-stale-while-revalidate with one load in flight per key. When an entry goes stale, the
-request that notices it is answered from the stale entry and one background load
-replaces it; only a key never seen before waits for its load, and concurrent requests
-for it share that one load. Without this, every entry expiring under load sent every
-in-flight request to the database at once, and the p99 showed it.
+``SingleFlight`` backs the gateway's short-lived caches (keys, plans, the fleet): when an
+entry has expired, the requests that need it share one load instead of each sending a
+query. Without it, every entry expiring under load sent every in-flight request to the
+database at once, and the p99 showed it. Entries are never served past their expiry: a
+revoked key or a changed plan must take effect within the second promised.
 """
 
 from __future__ import annotations
@@ -60,20 +59,6 @@ class SingleFlight:
             self._inflight[key] = future
             future.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(future)
-
-    def refresh(self, key: Hashable, loader: Callable[[], object]) -> None:
-        """Start a background load unless one is already running; its errors are logged, not raised."""
-        if key in self._inflight:
-            return
-        future = asyncio.ensure_future(run_db(loader))
-        self._inflight[key] = future
-
-        def done(finished: asyncio.Future[Any]) -> None:
-            self._inflight.pop(key, None)
-            if not finished.cancelled() and finished.exception() is not None:
-                logger.error("background refresh of %r failed: %s", key, finished.exception())
-
-        future.add_done_callback(done)
 
 
 def is_stale(stale_at: float) -> bool:

@@ -98,6 +98,10 @@ def register_sim(db: None) -> Callable[..., Any]:
         assert worker is not None and worker.state == WorkerState.HEALTHY, (
             f"simulator {sim.name} at {sim.url} did not pass its first probe: {worker and worker.last_error}"
         )
+        # A running test gateway looks at the fleet again now rather than within its second.
+        from pendra_console.asgi import application
+
+        application.pool.invalidate()
         return worker
 
     return register

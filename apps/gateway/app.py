@@ -297,14 +297,14 @@ class GatewayApplication:
         parsed = tokens.parse_key(raw) if acceptable else None
         principal = None
         if parsed is not None:
+            # A key's cached view is never served past its second (a revocation elsewhere must
+            # take effect); concurrent requests for an expired entry share one load.
             entry = key_cache.peek(parsed.public_id)
-            loader = functools.partial(_load_principal, parsed.public_id)
-            if entry is None:
+            if entry is None or is_stale(entry[0]):
+                loader = functools.partial(_load_principal, parsed.public_id)
                 principal = await self.key_loads.load(parsed.public_id, loader)
             else:
-                stale_at, principal = entry
-                if is_stale(stale_at):
-                    self.key_loads.refresh(parsed.public_id, loader)
+                principal = entry[1]
             now = timezone.now()
             if principal is not None and not (
                 tokens.secret_matches(parsed.secret, principal.secret_hash) and principal.usable_at(now)

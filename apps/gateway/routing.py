@@ -43,6 +43,7 @@ class WorkerPool:
     cooling_until: dict[str, float] = field(default_factory=dict)
     _loads: SingleFlight = field(default_factory=SingleFlight)
     _refresher: asyncio.Future[None] | None = None
+    _generation: int = 0
 
     async def fleet(self) -> FleetSnapshot:
         """The fleet as of less than ``SNAPSHOT_SECONDS`` ago.
@@ -55,7 +56,7 @@ class WorkerPool:
         if snapshot is not None and time.monotonic() - snapshot.loaded_at < SNAPSHOT_SECONDS:
             self._keep_refreshing()
             return snapshot
-        return await self._loads.load("fleet", self._load)
+        return await self._loads.load(("fleet", self._generation), self._load)
 
     def _keep_refreshing(self) -> None:
         if self._refresher is None or self._refresher.done():
@@ -65,21 +66,28 @@ class WorkerPool:
         while True:
             await asyncio.sleep(SNAPSHOT_SECONDS / 2)
             try:
-                await self._loads.load("fleet", self._load)
+                await self._loads.load(("fleet", self._generation), self._load)
             except Exception:
                 logger.exception("could not refresh the worker list")
 
     def _load(self) -> FleetSnapshot:
+        generation = self._generation
         try:
-            self.snapshot = _load_snapshot()
+            snapshot = _load_snapshot()
         except Exception:
             if self.snapshot is None:
                 raise
             logger.exception("could not refresh the worker list; routing on the previous one")
             self.snapshot.loaded_at = time.monotonic()
-        return self.snapshot
+            return self.snapshot
+        # A load that began before invalidate() must not put back what it read.
+        if generation == self._generation:
+            self.snapshot = snapshot
+        return snapshot
 
     def invalidate(self) -> None:
+        """Forget the fleet view now (tests that rebuild the fleet; never needed in production)."""
+        self._generation += 1
         self.snapshot = None
 
     def candidates(self, snapshot: FleetSnapshot, model: str, org_id: int, exclude: set[str]) -> list[WorkerTarget]:

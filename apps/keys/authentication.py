@@ -113,8 +113,8 @@ class KeyCache:
         return True, entry[1]
 
     def peek(self, public_id: str) -> tuple[float, KeyPrincipal | None] | None:
-        """The entry and when it goes stale (``time.monotonic``), fresh or not: the gateway serves a
-        stale entry while one refresh runs, so requests never queue behind an expiring cache."""
+        """The entry and when it expires (``time.monotonic``), expired or not: the gateway decides,
+        and makes the requests that find it expired share one load."""
         return self._entries.get(public_id)
 
     def store(self, public_id: str, principal: KeyPrincipal | None) -> None:

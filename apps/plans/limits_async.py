@@ -126,19 +126,12 @@ def _window_end(subject_key: str) -> int:
 _plans = SingleFlight()
 
 
-def _load_plan(org_id: int) -> PlanLimits:
-    plan_cache.evict(org_id)  # plan_for_org reads through the cache; this is a refresh
-    return plan_for_org(org_id)
-
-
 async def _plan(org_id: int) -> PlanLimits:
+    """The org's plan from process memory; past its second, one load shared by every waiting request."""
     entry = plan_cache.peek(org_id)
-    if entry is None:
+    if entry is None or is_stale(entry[0]):
         return await _plans.load(org_id, functools.partial(plan_for_org, org_id))
-    stale_at, limits = entry
-    if is_stale(stale_at):
-        _plans.refresh(org_id, functools.partial(_load_plan, org_id))
-    return limits
+    return entry[1]
 
 
 async def admit(*, org_id: int, kind: str, streaming: bool) -> Admission:

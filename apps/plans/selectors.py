@@ -70,7 +70,7 @@ class _PlanCache:
         return entry[1]
 
     def peek(self, org_id: int) -> tuple[float, PlanLimits] | None:
-        """The entry and when it goes stale, fresh or not (the gateway refreshes stale ones in the background)."""
+        """The entry and when it expires, expired or not (the gateway shares one reload among its requests)."""
         return self._entries.get(org_id)
 
     def store(self, org_id: int, limits: PlanLimits) -> None:
