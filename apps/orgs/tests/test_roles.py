@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ ORG = "/api/v1/orgs/acme"
 class Scene:
     actor: Actor
     bystander: Actor  # another member of acme, whose key and membership are the targets
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -80,9 +81,16 @@ ACTIONS: dict[str, tuple[Action, int]] = {
         lambda c, s: c.post(f"{ORG}/transfer-ownership/", {"member_id": _membership_id(s.bystander)}, format="json"),
         200,
     ),
+    # see plan and usage; change plan
+    "see the plan": (lambda c, s: c.get(f"{ORG}/plan/"), 200),
+    "see usage": (lambda c, s: c.get(f"{ORG}/usage/"), 200),
+    "change the plan": (lambda c, s: c.put(f"{ORG}/plan/", {"plan": "pro"}, format="json"), 200),
+    # list the org's request records (a member sees only their own keys' records)
+    "list request records": (lambda c, s: c.get(f"{ORG}/requests/"), 200),
 }
 
 OWNER_ONLY = {
+    "change the plan",
     "invite a member",
     "list invitations",
     "add a member",
@@ -126,3 +134,100 @@ def test_role_table(request: pytest.FixtureRequest, bystander: Actor, action: st
     assert response.status_code == status, response.content
     if role_word is not None:
         assert role_word in response.json()["detail"]
+
+
+# --- The platform rows: support staff and operators, across organisations -----------
+
+PLATFORM_ACTIONS: dict[str, tuple[Action, int, set[str], str]] = {
+    # action: (call, success status, who may, what the 403 names)
+    "look up any request": (
+        lambda c, s: c.get("/api/v1/requests/req-ticket-quoted-000000000001/"),
+        200,
+        {"support", "operator"},
+        "requires the support or operator role.",
+    ),
+    "register a worker": (
+        lambda c, s: c.post(
+            "/api/v1/workers/",
+            {"name": "gpu-new", "base_url": "http://127.0.0.1:8199", "models": [{"name": "m", "kind": "chat"}]},
+            format="json",
+        ),
+        201,
+        {"operator"},
+        "requires the operator role.",
+    ),
+    "drain a worker": (
+        lambda c, s: c.post(f"/api/v1/workers/{s.extra['worker_id']}/drain/"),
+        200,
+        {"operator"},
+        "requires the operator role.",
+    ),
+    "remove a worker": (
+        lambda c, s: c.delete(f"/api/v1/workers/{s.extra['worker_id']}/"),
+        204,
+        {"operator"},
+        "requires the operator role.",
+    ),
+    "edit a plan": (
+        lambda c, s: c.patch("/api/v1/plans/free/", {"chat_rpm": 61}, format="json"),
+        200,
+        {"operator"},
+        "requires the operator role.",
+    ),
+}
+
+PLATFORM_CELLS = [
+    pytest.param(action, actor, id=f"{actor}-{action.replace(' ', '_')}")
+    for action in PLATFORM_ACTIONS
+    for actor in ("owner", "admin", "member", "support", "operator")
+]
+
+
+@pytest.fixture
+def platform_scene(bystander: Actor) -> dict[str, Any]:
+    import secrets
+
+    from django.utils import timezone
+
+    from apps.requestlog.services import write_records
+    from apps.workers.services import worker_register
+
+    write_records(
+        [
+            {
+                "uid": secrets.token_hex(16),
+                "request_id": "req-ticket-quoted-000000000001",
+                "created_at": timezone.now(),
+                "org_id": bystander.org.pk,
+                "route": "/v1/chat/completions",
+                "method": "POST",
+                "status": 200,
+                "latency_ms": 1.0,
+            }
+        ]
+    )
+    worker = worker_register(name="gpu-1", base_url="http://127.0.0.1:8198", models={"m": "chat"}, actor=None)
+    return {"worker_id": str(worker.pk)}
+
+
+@pytest.mark.parametrize("auth", ["key", "session"])
+@pytest.mark.parametrize(("action", "actor_name"), PLATFORM_CELLS)
+def test_platform_role_table(
+    request: pytest.FixtureRequest,
+    bystander: Actor,
+    platform_scene: dict[str, Any],
+    action: str,
+    actor_name: str,
+    auth: str,
+) -> None:
+    actor: Actor = request.getfixturevalue(actor_name)
+    client = actor.client() if auth == "key" else actor.session_client()
+    call, success, allowed, role_words = PLATFORM_ACTIONS[action]
+
+    response = call(client, Scene(actor=actor, bystander=bystander, extra=platform_scene))
+
+    if actor_name in allowed:
+        assert response.status_code == success, response.content
+    else:
+        assert response.status_code == 403, response.content
+        assert role_words in response.json()["detail"]
