@@ -25,8 +25,17 @@ def _static_files() -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_cache() -> Iterator[None]:
-    """Rate-limit counters and cached lookups never leak from one test into the next."""
+    """Rate-limit counters and cached lookups never leak from one test into the next.
+
+    The per-process caches too: on SQLite a rolled-back test's ids are handed out again,
+    so a cached plan or key of the last test would answer for this one's.
+    """
+    from apps.keys.authentication import key_cache
+    from apps.plans.selectors import plan_cache
+
     cache.clear()
+    key_cache.clear()
+    plan_cache.clear()
     yield
 
 
