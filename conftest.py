@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from testing import servers
 from testing.live import LiveServer
+from testing.require import require_service
 
 # Fixture families live in their own modules so each app's tests can share them.
 pytest_plugins = ["testing.actors", "testing.workers", "testing.celery"]
@@ -41,8 +47,30 @@ def _clean_cache() -> Iterator[None]:
 
 @pytest.fixture
 def redis_required() -> None:
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("needs redis-server (installed by .ci/run; CI=true makes its absence an error)")
+    require_service(bool(os.environ.get("REDIS_URL")), "redis-server")
+
+
+@pytest.fixture
+def stoppable_redis(redis_required: None, settings: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """The default cache on a Redis of its own, which the test may stop (cache-down behaviour)."""
+    from apps.plans import limits
+
+    workdir = tempfile.mkdtemp(prefix="pendra-stoppable-redis-")
+    port = servers.free_port()
+    process = servers.start_redis_at(port, workdir)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "pendra_console.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    limits.outage.down = False
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

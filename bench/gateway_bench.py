@@ -218,37 +218,22 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{gateway_port}/healthz")
         key = seeded["keys"]["owner"]
         auth = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
-        # Warm both paths (connections, key and fleet caches) before measuring.
-        run_wrk(
-            f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-            duration=2,
-            connections=args.connections,
-            headers=auth,
-            workdir=workdir,
-        )
+
+        def load(port: int, connections: int, duration: int = args.duration) -> dict[str, float]:
+            return run_wrk(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                duration=duration,
+                connections=connections,
+                headers=auth,
+                workdir=workdir,
+            )
+
+        load(gateway_port, args.connections, duration=2)  # warm the connections and the caches first
+
         # Latency on one connection: what the gateway adds to a request when nothing queues.
-        direct_one = run_wrk(
-            f"http://127.0.0.1:{nginx_port}/v1/chat/completions",
-            duration=args.duration,
-            connections=1,
-            headers=auth,
-            workdir=workdir,
-        )
-        through_one = run_wrk(
-            f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-            duration=args.duration,
-            connections=1,
-            headers=auth,
-            workdir=workdir,
-        )
+        direct_one, through_one = load(nginx_port, 1), load(gateway_port, 1)
         # Throughput with many connections: how much the gateway serves when saturated.
-        direct = run_wrk(
-            f"http://127.0.0.1:{nginx_port}/v1/chat/completions",
-            duration=args.duration,
-            connections=args.connections,
-            headers=auth,
-            workdir=workdir,
-        )
+        direct = load(nginx_port, args.connections)
         profiler = None
         if args.profile:
             profiler = subprocess.Popen(
@@ -265,13 +250,7 @@ def main() -> None:
                     str(processes[-1].pid),
                 ]
             )
-        through = run_wrk(
-            f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-            duration=args.duration,
-            connections=args.connections,
-            headers=auth,
-            workdir=workdir,
-        )
+        through = load(gateway_port, args.connections)
         if profiler is not None:
             profiler.wait(timeout=60)
         time.sleep(1.0)  # let the record writers flush

@@ -385,39 +385,35 @@ def invitation_revoke(*, invitation: Invitation, actor: Any) -> Invitation:
 # --- Platform roles ------------------------------------------------------------
 
 
-@transaction.atomic
-def platform_role_grant(*, user: AbstractBaseUser, role: str, actor: Any = None) -> None:
-    """Make ``user`` support staff or an operator (a Django group, created if missing)."""
+def _platform_role_group(role: str) -> Group:
     if role not in PlatformRole.values:
         raise ValidationError({"role": f"Unknown platform role {role!r}; use support or operator."})
     group, _ = Group.objects.get_or_create(name=role)
-    user.groups.add(group)  # type: ignore[attr-defined]
-    user.__dict__.pop("_platform_roles", None)
-    audit_record(
-        event_type=AuditEvent.Type.MEMBER_ROLE_CHANGED,
-        org=None,
-        actor=actor,
-        target_type="user",
-        target_id=user.pk,
-        data={"platform_role": role},
-    )
+    return group
+
+
+@transaction.atomic
+def platform_role_grant(*, user: AbstractBaseUser, role: str, actor: Any = None) -> None:
+    """Make ``user`` support staff or an operator (a Django group, created if missing)."""
+    user.groups.add(_platform_role_group(role))  # type: ignore[attr-defined]
+    _platform_role_changed(user=user, actor=actor, data={"platform_role": role})
 
 
 @transaction.atomic
 def platform_role_revoke(*, user: AbstractBaseUser, role: str, actor: Any = None) -> None:
-    if role not in PlatformRole.values:
-        raise ValidationError({"role": f"Unknown platform role {role!r}; use support or operator."})
-    group = Group.objects.filter(name=role).first()
-    if group is not None:
-        user.groups.remove(group)  # type: ignore[attr-defined]
-    user.__dict__.pop("_platform_roles", None)
+    user.groups.remove(_platform_role_group(role))  # type: ignore[attr-defined]
+    _platform_role_changed(user=user, actor=actor, data={"platform_role_removed": role})
+
+
+def _platform_role_changed(*, user: AbstractBaseUser, actor: Any, data: dict[str, str]) -> None:
+    user.__dict__.pop("_platform_roles", None)  # the per-request memo in apps.orgs.platform
     audit_record(
         event_type=AuditEvent.Type.MEMBER_ROLE_CHANGED,
         org=None,
         actor=actor,
         target_type="user",
         target_id=user.pk,
-        data={"platform_role_removed": role},
+        data=data,
     )
 
 

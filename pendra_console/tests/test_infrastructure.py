@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import pytest
 from django.core.cache import cache
@@ -11,7 +10,6 @@ from django.db import connection
 from django.test import Client
 
 from pendra_console.celery import app as celery_app
-from testing import servers
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -36,28 +34,16 @@ def test_the_cache_is_a_real_redis_round_trip(redis_required: None) -> None:
 
 
 @pytest.mark.django_db
-def test_readyz_names_redis_when_it_is_stopped(redis_required: None, settings, monkeypatch) -> None:
-    workdir = tempfile.mkdtemp(prefix="pendra-redis-down-")
-    port = servers.free_port()
-    process = servers.start_redis_at(port, workdir)
-    url = f"redis://127.0.0.1:{port}/0"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": url,
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-    }
-    monkeypatch.setattr(celery_app.conf, "broker_url", url)
+def test_readyz_names_redis_when_it_is_stopped(stoppable_redis, settings, monkeypatch) -> None:
+    # The cache (set by the fixture) and the broker both on the Redis this test stops.
+    monkeypatch.setattr(celery_app.conf, "broker_url", settings.CACHES["default"]["LOCATION"])
     client = Client(raise_request_exception=False)
-    try:
-        assert client.get("/readyz").status_code == 200
-        process.terminate()
-        process.wait(timeout=10)
-        response = client.get("/readyz")
-    finally:
-        if process.poll() is None:
-            process.kill()
+    assert client.get("/readyz").status_code == 200
+    stoppable_redis.terminate()
+    stoppable_redis.wait(timeout=10)
+
+    response = client.get("/readyz")
+
     assert response.status_code == 503
     body = response.json()
     assert body["checks"] == {"database": "ok", "cache": "down", "broker": "down"}

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
-
-from apps.plans import limits
-from testing import servers
 
 pytestmark = pytest.mark.django_db
 
@@ -71,25 +66,6 @@ def test_one_ip_guessing_many_usernames_is_refused(client: Client, user) -> None
 
     assert refused.status_code == 429
     assert other_ip.status_code == 302
-
-
-@pytest.fixture
-def stoppable_redis(redis_required: None, settings):  # type: ignore[no-untyped-def]
-    workdir = tempfile.mkdtemp(prefix="pendra-login-redis-")
-    port = servers.free_port()
-    process = servers.start_redis_at(port, workdir)
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{port}/0",
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-    }
-    limits.outage.down = False
-    yield process
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_sign_in_fails_closed_while_the_cache_is_down(client: Client, user, stoppable_redis) -> None:  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ from apps.plans import limits
 from apps.plans.models import Subscription
 from apps.plans.tests.factories import plan_factory
 from testing.actors import Actor
+from testing.require import require_service
 from testing.servers import free_port
 
 REPO = Path(settings.BASE_DIR)
@@ -31,8 +32,7 @@ REPO = Path(settings.BASE_DIR)
 
 def _database_url() -> str:
     db = connection.settings_dict
-    if connection.vendor != "postgresql":
-        pytest.skip("needs the session's PostgreSQL (installed by .ci/run)")
+    require_service(connection.vendor == "postgresql", "the session's PostgreSQL")
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 
 import pytest
 
@@ -12,7 +11,6 @@ from apps.plans.limits import admit, admit_api, settle
 from apps.plans.selectors import plan_cache
 from apps.plans.services import subscription_change
 from apps.plans.tests.factories import org_factory, plan_factory
-from testing import servers
 
 pytestmark = pytest.mark.django_db
 
@@ -146,25 +144,6 @@ def test_the_admin_api_bucket_counts_per_org_key_and_per_session_user() -> None:
 def test_an_unknown_kind_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown request kind"):
         admit(org_id=1, kind="video", streaming=False)
-
-
-@pytest.fixture
-def stoppable_redis(redis_required: None, settings):  # type: ignore[no-untyped-def]
-    """The default cache on a Redis of its own, which the test may stop."""
-    workdir = tempfile.mkdtemp(prefix="pendra-limits-redis-")
-    port = servers.free_port()
-    process = servers.start_redis_at(port, workdir)
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{port}/0",
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-    }
-    yield process
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_request_token_and_stream_buckets_fail_open_and_log_once_while_the_cache_is_down(
