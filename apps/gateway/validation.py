@@ -92,7 +92,8 @@ def _bool_field(data: dict[str, Any], name: str) -> bool:
 
 def _choice_field(data: dict[str, Any], name: str, allowed: set[str]) -> None:
     value = data.get(name)
-    if value is not None and value not in allowed:
+    # Only a string can be one of the choices (and a list or object must not reach the set lookup).
+    if value is not None and not (isinstance(value, str) and value in allowed):
         raise InvalidRequest(f'"{name}" must be one of: {", ".join(sorted(allowed))}.', name)
 
 
@@ -107,7 +108,8 @@ def chat(body: bytes, content_type: str) -> ValidRequest:
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest(f'"messages[{index}]" must be an object.', "messages")
-        if message.get("role") not in CHAT_ROLES:
+        role = message.get("role")
+        if not (isinstance(role, str) and role in CHAT_ROLES):
             raise InvalidRequest(
                 f'"messages[{index}].role" must be one of: {", ".join(sorted(CHAT_ROLES))}.', "messages"
             )
