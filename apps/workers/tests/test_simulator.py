@@ -79,6 +79,10 @@ def test_streamed_chat_yields_chunks_and_a_usage_chunk_when_asked(simulator: Sim
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].choices == []
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (3, 4)
+    # The server counts the stream once its last write returns, which may be just after the client read it.
+    deadline = time.monotonic() + 2
+    while sim.stats()["completed_streams"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert sim.stats()["completed_streams"] == 1
 
 
