@@ -252,7 +252,7 @@ class GatewayApplication:
         exchange.units = valid.units
 
         fleet = await self.pool.fleet()
-        known_kind = fleet.known_models.get(valid.model)
+        known_kind = fleet.kind_of(valid.model, principal.org_id or 0)
         if known_kind is None:
             return await exchange.invalid(
                 validation.InvalidRequest(

@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from apps.workers.selectors import WorkerTarget, all_models, routable_workers
+from apps.workers.selectors import WorkerTarget, model_catalogue, routable_workers
 from pendra_console.aio import SingleFlight
 
 logger = logging.getLogger("pendra.gateway")
@@ -27,12 +27,22 @@ SNAPSHOT_SECONDS = 1.0
 @dataclass(slots=True)
 class FleetSnapshot:
     workers: list[WorkerTarget]
-    known_models: dict[str, str]
+    catalogue: dict[str, list[tuple[str, int | None]]]  # apps.workers.selectors.model_catalogue
     loaded_at: float
+
+    def kind_of(self, model: str, org_id: int) -> str | None:
+        """The model's kind if a worker the org may use serves it (healthy or not), else None.
+
+        A worker dedicated to another org does not count, so its model names stay unknown here.
+        """
+        for kind, dedicated_org_id in self.catalogue.get(model, ()):
+            if dedicated_org_id is None or dedicated_org_id == org_id:
+                return kind
+        return None
 
 
 def _load_snapshot() -> FleetSnapshot:
-    return FleetSnapshot(workers=routable_workers(), known_models=all_models(), loaded_at=time.monotonic())
+    return FleetSnapshot(workers=routable_workers(), catalogue=model_catalogue(), loaded_at=time.monotonic())
 
 
 @dataclass

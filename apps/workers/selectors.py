@@ -52,11 +52,21 @@ def routable_workers() -> list[WorkerTarget]:
 def all_models() -> dict[str, str]:
     """Every model some non-disabled worker serves, with its kind (first worker by name wins a conflict)."""
     models: dict[str, str] = {}
-    rows = Worker.objects.exclude(state=WorkerState.DISABLED).order_by("name").values_list("served_models", flat=True)
-    for served_models in rows:
+    rows = Worker.objects.exclude(state=WorkerState.DISABLED).order_by("name")
+    for served_models in rows.values_list("served_models", flat=True):
         for name, kind in _models_of(served_models).items():
             models.setdefault(name, kind)
     return models
+
+
+def model_catalogue() -> dict[str, list[tuple[str, int | None]]]:
+    """Model -> [(kind, dedicated org id)] over every non-disabled worker, healthy or not (the gateway's view)."""
+    catalogue: dict[str, list[tuple[str, int | None]]] = {}
+    rows = Worker.objects.exclude(state=WorkerState.DISABLED).order_by("name")
+    for served_models, dedicated_org_id in rows.values_list("served_models", "dedicated_org_id"):
+        for name, kind in _models_of(served_models).items():
+            catalogue.setdefault(name, []).append((kind, dedicated_org_id))
+    return catalogue
 
 
 def worker_list() -> QuerySet[Worker]:
