@@ -159,6 +159,18 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     _database["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+# PostgreSQL connection pool per process (psycopg_pool). Under ASGI every in-flight sync
+# view runs in a thread with a connection of its own, so without a pool (or pgbouncer) a
+# burst opens as many connections as it has requests and meets PostgreSQL's limit.
+PENDRA_DB_POOL_SIZE = env_int("PENDRA_DB_POOL_SIZE", 0)
+if PENDRA_DB_POOL_SIZE and _database["ENGINE"] == "django.db.backends.postgresql":
+    if _database["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured("PENDRA_DB_POOL_SIZE needs PENDRA_DB_CONN_MAX_AGE=0: the pool keeps the connections")
+    _database.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": PENDRA_DB_POOL_SIZE,
+        "timeout": env_float("PENDRA_DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+    }
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

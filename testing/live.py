@@ -7,8 +7,13 @@ Tests that talk to it over HTTP (the OpenAI SDK, streaming, disconnects) need
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.request
+from pathlib import Path
 
 import uvicorn
 
@@ -53,3 +58,81 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+def session_database_url() -> str:
+    """The test session's database as a URL, for server processes started by a test."""
+    from django.db import connection
+
+    from testing.require import require_service
+
+    db = connection.settings_dict
+    require_service(connection.vendor == "postgresql", "the session's PostgreSQL")
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+class ServerProcesses:
+    """``count`` uvicorn processes serving the project with ``env``; their URLs inside ``with``."""
+
+    def __init__(self, env: dict[str, str], *, count: int = 1) -> None:
+        self.env = env
+        self.count = count
+        self.started: list[tuple[subprocess.Popen[bytes], str, str]] = []
+
+    def __enter__(self) -> list[str]:
+        for _ in range(self.count):
+            port = free_port()
+            log = tempfile.NamedTemporaryFile(prefix=f"pendra-uvicorn-{port}-", suffix=".log", delete=False)
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "pendra_console.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                cwd=Path(__file__).resolve().parent.parent,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            self.started.append((process, f"http://127.0.0.1:{port}", log.name))
+        try:
+            for process, url, log_path in self.started:
+                self._wait_ready(process, url, log_path)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return [url for _, url, _ in self.started]
+
+    @staticmethod
+    def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {Path(log_path).read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:  # noqa: S310 (loopback)
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server at {url} did not start within 60 s")
+
+    def __exit__(self, *exc: object) -> None:
+        for process, _, _ in self.started:
+            process.terminate()
+        for process, _, log_path in self.started:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            Path(log_path).unlink(missing_ok=True)
+        self.started.clear()

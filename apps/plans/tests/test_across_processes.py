@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,72 +14,22 @@ from typing import Any
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from apps.plans import limits
 from apps.plans.models import Subscription
 from apps.plans.tests.factories import plan_factory
 from testing.actors import Actor
-from testing.require import require_service
-from testing.servers import free_port
+from testing.live import ServerProcesses, session_database_url
 
 REPO = Path(settings.BASE_DIR)
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    require_service(connection.vendor == "postgresql", "the session's PostgreSQL")
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix=f"pendra-uvicorn-{port}-", suffix=".log", delete=False)  # noqa: SIM115
-    command = [sys.executable, "-m", "uvicorn", "pendra_console.asgi:application", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    process.log_path = log.name  # type: ignore[attr-defined]
-    return process, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {Path(process.log_path).read_text()[-2000:]}")  # type: ignore[attr-defined]
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server at {url} did not start within 60 s")
-
-
 @pytest.fixture
 def two_servers(transactional_db: None, redis_required: None) -> Iterator[list[str]]:
-    env = {**os.environ, "DATABASE_URL": _database_url(), "PENDRA_LOG_LEVEL": "WARNING"}
-    started = [_start_server(env) for _ in range(2)]
-    try:
-        for process, url in started:
-            _wait_ready(process, url)
-        yield [url for _, url in started]
-    finally:
-        for process, _ in started:
-            process.terminate()
-        for process, _ in started:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            Path(process.log_path).unlink(missing_ok=True)  # type: ignore[attr-defined]
+    env = {**os.environ, "DATABASE_URL": session_database_url(), "PENDRA_LOG_LEVEL": "WARNING"}
+    with ServerProcesses(env, count=2) as urls:
+        yield urls
 
 
 def _wait_for_fresh_window(org_id: int, *, needed: float) -> None:
