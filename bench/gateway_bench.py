@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pendra_console.serving import uvicorn_command  # noqa: E402
 from testing import servers  # noqa: E402
 
 COMPLETION = {
@@ -194,23 +195,7 @@ def main() -> None:
         )
         processes.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "pendra_console.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(gateway_port),
-                    "--workers",
-                    str(args.workers),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                    "--lifespan",
-                    "on",
-                ],
+                uvicorn_command(host="127.0.0.1", port=gateway_port, workers=args.workers, log_level="warning"),
                 env=env,
                 cwd=ROOT,
             )

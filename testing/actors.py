@@ -70,11 +70,15 @@ def make_actor(*, email: str, org: Organisation | None, role: str = "", user: An
     return Actor(user=user, email=email, password=PASSWORD, api_key=api_key, key=key, org=org, role=role)
 
 
+def _org_owner(email: str, name: str, slug: str) -> Actor:
+    user = make_user(email)
+    org = org_create(name=name, slug=slug, owner=user)
+    return make_actor(email=email, org=org, role=Role.OWNER, user=user)
+
+
 @pytest.fixture
 def owner(db: None) -> Actor:
-    user = make_user("owner@acme.test")
-    org = org_create(name="Acme", slug="acme", owner=user)
-    return make_actor(email=user.email, org=org, role=Role.OWNER, user=user)
+    return _org_owner("owner@acme.test", "Acme", "acme")
 
 
 @pytest.fixture
@@ -102,9 +106,7 @@ def member(org: Organisation, owner: Actor) -> Actor:
 @pytest.fixture
 def outsider(db: None) -> Actor:
     """The owner of another organisation: signed in, with a key, and nothing to do with acme."""
-    user = make_user("owner@globex.test")
-    other = org_create(name="Globex", slug="globex", owner=user)
-    return make_actor(email=user.email, org=other, role=Role.OWNER, user=user)
+    return _org_owner("owner@globex.test", "Globex", "globex")
 
 
 @pytest.fixture

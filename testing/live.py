@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from pendra_console.serving import uvicorn_command
 from testing.servers import free_port
 
 
@@ -85,19 +85,7 @@ class ServerProcesses:
             port = free_port()
             log = tempfile.NamedTemporaryFile(prefix=f"pendra-uvicorn-{port}-", suffix=".log", delete=False)
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "pendra_console.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
+                uvicorn_command(host="127.0.0.1", port=port, log_level="warning"),
                 cwd=Path(__file__).resolve().parent.parent,
                 env=self.env,
                 stdout=log,

@@ -20,6 +20,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from pendra_console.serving import uvicorn_command
+
 
 def simulators() -> list[tuple[str, int]]:
     """sim-a, sim-b, ... on the ports in ``PENDRA_SIM_PORTS`` (default 8101,8102), so two can run side by side."""
@@ -63,23 +65,7 @@ class Command(BaseCommand):
 
         processes.append(subprocess.Popen([*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"]))
         processes.append(subprocess.Popen([*celery, "beat", "--loglevel", "INFO"]))
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "pendra_console.asgi:application",
-                    "--host",
-                    host,
-                    "--port",
-                    str(port),
-                    "--no-access-log",
-                    "--lifespan",
-                    "on",
-                ]
-            )
-        )
+        processes.append(subprocess.Popen(uvicorn_command(host=host, port=port)))
 
         owner = seeded["users"]["owner"]
         self.stdout.write(
