@@ -12,9 +12,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-## make run: migrate, seed a demo, and serve console + gateway + Celery + two simulated GPU workers on :8000
+## make run: write .env's development values once, migrate, seed a demo, and serve console + gateway + Celery + two simulated GPU workers on :8000
 run: $(STAMP)
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py devserver
+	$(BIN)/python -m pendra_console.envfile
+	$(BIN)/python manage.py devserver
 
 ## make test: the whole suite, on throwaway PostgreSQL and Redis when their binaries are installed
 test: $(STAMP)

@@ -1,4 +1,4 @@
-"""Pendra Console settings: read once from the environment (12-factor).
+"""Pendra Console settings: read once from the environment (12-factor), plus `.env` in development.
 
 Every variable has a default that gives the embedded set-up (SQLite, local-memory
 cache, Celery on the filesystem transport, all under ``var/``). Production sets
@@ -15,6 +15,12 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from pendra_console.envfile import load_env_file
+
+# Development values from `.env` (written by `make run`), never over the real environment;
+# the container image sets PENDRA_ENV_FILE empty, so production reads the environment only.
+ENV_FILE = load_env_file()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PENDRA_VAR_DIR") or BASE_DIR / "var")

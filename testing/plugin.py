@@ -30,6 +30,8 @@ def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> Generator[None]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pendra_console.settings")
+    # A `make run` checkout has a .env; the suite and its subprocesses configure themselves.
+    os.environ["PENDRA_ENV_FILE"] = ""
     os.environ["SECRET_KEY"] = "test-" + secrets.token_urlsafe(40)
     os.environ["DEBUG"] = "0"
     os.environ["PENDRA_SSL_REDIRECT"] = "0"

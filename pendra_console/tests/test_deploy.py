@@ -22,7 +22,7 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PENDRA_", "DATABASE_URL", "REDIS_URL"))}
     return subprocess.run(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), *args],
-        env={**clean, "PENDRA_VAR_DIR": settings.VAR_DIR.as_posix(), **env},
+        env={**clean, "PENDRA_ENV_FILE": "", "PENDRA_VAR_DIR": settings.VAR_DIR.as_posix(), **env},
         capture_output=True,
         text=True,
         timeout=120,
