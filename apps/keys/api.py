@@ -1,7 +1,9 @@
 """Admin API for API keys: list, create, read, update, revoke, rotate, reveal.
 
-Everyone in an org manages their own keys; owners and admins manage anyone's.
-The plaintext key appears in exactly three responses: create, rotate, reveal.
+Everyone in an org manages their own keys; owners and admins manage others' (admins not
+an owner's), as :mod:`apps.keys.permissions` decides. The plaintext key appears in exactly
+three responses, create, rotate and reveal, and only ever to the key's own user: rotating
+someone else's key makes a successor that its user reveals.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from rest_framework.response import Response
 
 from apps.keys import selectors, services
 from apps.keys.models import ApiKey
+from apps.keys.permissions import KeyAccess, key_access
 from apps.orgs.api_common import StrictInputSerializer, error_responses, paginate, paginated
 from apps.orgs.exceptions import NotFound, PermissionDenied
 from apps.orgs.models import Role, role_at_least
@@ -23,6 +26,8 @@ from apps.orgs.permissions import OrgScopedAPIView
 KEYS = ["keys"]
 MAX_GRACE_SECONDS = int(services.MAX_GRACE.total_seconds())
 OTHERS_KEY_DETAIL = "Managing another member's key requires the owner or admin role."
+OWNERS_KEY_DETAIL = "Only an owner may manage an owner's key."
+SECRET_DETAIL = "Only the key's own user may see its secret."
 
 
 class KeyOutputSerializer(serializers.Serializer):
@@ -101,14 +106,22 @@ class KeyListView(OrgScopedAPIView):
 
 
 class KeyObjectView(OrgScopedAPIView):
-    """A key of this org that the caller may manage: their own, or any for owners and admins."""
+    """A key of this org that the caller may manage: their own, or another's for owners and admins."""
+
+    def access(self, key: ApiKey) -> KeyAccess:
+        return key_access(
+            key=key, user_id=self.request.user.pk, role=self.role, owner_ids=selectors.org_owner_ids(org=self.org)
+        )
 
     def managed_key(self, key_id: int) -> ApiKey:
         key = selectors.org_key(org=self.org, key_id=key_id)
         if key is None:
             raise NotFound("No such key in this organisation.")
-        if key.user_id != self.request.user.pk and not role_at_least(self.role, Role.ADMIN):
+        access = self.access(key)
+        if not access.see:
             raise PermissionDenied(OTHERS_KEY_DETAIL)
+        if not access.manage:
+            raise PermissionDenied(OWNERS_KEY_DETAIL)
         return key
 
 
@@ -165,14 +178,20 @@ class KeyRotateView(KeyObjectView):
         summary="Rotate: a successor key is returned once; the old one works for grace_seconds",
         request=InputSerializer,
         responses={201: KeyWithSecretSerializer, **error_responses(400, 403, 404, 409)},
+        description="The successor's `key` is returned only to the key's own user; for anyone else's key the "
+        "successor is `awaiting_reveal` and its user reveals it.",
     )
     def post(self, request: Request, slug: str, key_id: int) -> Response:
         key = self.managed_key(key_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         grace = data.validated_data.get("grace_seconds", key.rotation_grace_seconds)
-        successor, plaintext = services.api_key_rotate(key=key, actor=request.user, grace=timedelta(seconds=grace))
-        assert plaintext is not None
+        own = self.access(key).obtain_secret
+        successor, plaintext = services.api_key_rotate(
+            key=key, actor=request.user, grace=timedelta(seconds=grace), reveal_later=not own
+        )
+        if plaintext is None:
+            return Response(KeyOutputSerializer(successor).data, status=status.HTTP_201_CREATED)
         return Response(_with_secret(successor, plaintext), status=status.HTTP_201_CREATED)
 
 
@@ -186,5 +205,8 @@ class KeyRevealView(KeyObjectView):
         responses={200: KeyWithSecretSerializer, **error_responses(403, 404, 410)},
     )
     def post(self, request: Request, slug: str, key_id: int) -> Response:
-        key, plaintext = services.api_key_reveal(key=self.managed_key(key_id), actor=request.user)
+        key = self.managed_key(key_id)
+        if not self.access(key).obtain_secret:
+            raise PermissionDenied(SECRET_DETAIL)
+        key, plaintext = services.api_key_reveal(key=key, actor=request.user)
         return Response(_with_secret(key, plaintext))

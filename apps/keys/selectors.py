@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from apps.keys.models import ApiKey
-from apps.orgs.models import Organisation
+from apps.orgs.models import Membership, Organisation, Role
 
 
 def org_keys(*, org: Organisation, user: Any = None) -> QuerySet[ApiKey]:
@@ -24,3 +24,8 @@ def org_key(*, org: Organisation, key_id: int) -> ApiKey | None:
 
 def user_keys(*, user: Any) -> QuerySet[ApiKey]:
     return ApiKey.objects.select_related("org").filter(user=user).order_by("-created_at", "-id")
+
+
+def org_owner_ids(*, org: Organisation) -> frozenset[int]:
+    """The org's owners' user ids: an admin manages every key but theirs (apps.keys.permissions)."""
+    return frozenset(Membership.objects.filter(org=org, role=Role.OWNER).values_list("user_id", flat=True))
