@@ -238,7 +238,8 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if is_api_path(request.path):
         return error_response(request, 403, str(exception) if exception and str(exception) else None)
-    return render(request, "403.html", status=403)
+    # The page names the role required, as the API's detail does.
+    return render(request, "403.html", {"exception": str(exception or "")}, status=403)
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -21,7 +21,8 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.views import View
 from rest_framework.exceptions import APIException
 
@@ -81,7 +82,7 @@ class OrgPage(View):
         self.membership = membership
         self.org = membership.org
         method = (request.method or "GET").upper()
-        if getattr(self, method.lower(), None) is not None:  # else dispatch answers 405
+        if method.lower() in self.http_method_names and hasattr(self, method.lower()):  # else a 405
             required = self.required_role(method)
             if not role_at_least(self.membership.role, required):
                 raise PermissionDenied(role_required_detail(required))
@@ -103,3 +104,17 @@ class OrgPage(View):
 
     def base_context(self, **extra: Any) -> dict[str, Any]:
         return {"org": self.org, "membership": self.membership, "role": self.role, **extra}
+
+
+def is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def redirect_after_post(request: HttpRequest, url_name: str, *args: Any) -> HttpResponse:
+    """POST-redirect-GET; an htmx request (a confirmed button) is told to load the page itself."""
+    url = reverse(url_name, args=args)
+    if is_htmx(request):
+        response = HttpResponse()
+        response["HX-Redirect"] = url
+        return response
+    return HttpResponseRedirect(url)

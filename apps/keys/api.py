@@ -17,7 +17,7 @@ from rest_framework.response import Response
 
 from apps.keys import selectors, services
 from apps.keys.models import ApiKey
-from apps.keys.permissions import KeyAccess, key_access
+from apps.keys.permissions import OWN_USER_ONLY_DETAIL, KeyAccess, key_access
 from apps.orgs.api_common import StrictInputSerializer, error_responses, paginate, paginated
 from apps.orgs.exceptions import NotFound, PermissionDenied
 from apps.orgs.models import Role, role_at_least
@@ -25,9 +25,6 @@ from apps.orgs.permissions import OrgScopedAPIView
 
 KEYS = ["keys"]
 MAX_GRACE_SECONDS = int(services.MAX_GRACE.total_seconds())
-OTHERS_KEY_DETAIL = "Managing another member's key requires the owner or admin role."
-OWNERS_KEY_DETAIL = "Only an owner may manage an owner's key."
-SECRET_DETAIL = "Only the key's own user may see its secret."
 
 
 class KeyOutputSerializer(serializers.Serializer):
@@ -117,11 +114,9 @@ class KeyObjectView(OrgScopedAPIView):
         key = selectors.org_key(org=self.org, key_id=key_id)
         if key is None:
             raise NotFound("No such key in this organisation.")
-        access = self.access(key)
-        if not access.see:
-            raise PermissionDenied(OTHERS_KEY_DETAIL)
-        if not access.manage:
-            raise PermissionDenied(OWNERS_KEY_DETAIL)
+        refusal = self.access(key).manage_refusal()
+        if refusal is not None:
+            raise PermissionDenied(refusal)
         return key
 
 
@@ -207,6 +202,6 @@ class KeyRevealView(KeyObjectView):
     def post(self, request: Request, slug: str, key_id: int) -> Response:
         key = self.managed_key(key_id)
         if not self.access(key).obtain_secret:
-            raise PermissionDenied(SECRET_DETAIL)
+            raise PermissionDenied(OWN_USER_ONLY_DETAIL)
         key, plaintext = services.api_key_reveal(key=key, actor=request.user)
         return Response(_with_secret(key, plaintext))

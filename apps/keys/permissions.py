@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from apps.keys.models import ApiKey
 from apps.orgs.models import Role, role_at_least
 
+OTHERS_KEY_DETAIL = "Managing another member's key requires the owner or admin role."
+OWNERS_KEY_DETAIL = "Only an owner may manage an owner's key."
+OWN_USER_ONLY_DETAIL = "Only the key's own user may see its secret."
+
 
 @dataclass(frozen=True, slots=True)
 class KeyAccess:
@@ -25,6 +29,12 @@ class KeyAccess:
     @classmethod
     def none(cls) -> KeyAccess:
         return cls(see=False, manage=False, obtain_secret=False)
+
+    def manage_refusal(self) -> str | None:
+        """Why this caller may not manage the key (the 403 detail), or None when they may."""
+        if not self.see:
+            return OTHERS_KEY_DETAIL
+        return None if self.manage else OWNERS_KEY_DETAIL
 
 
 def key_access(*, key: ApiKey, user_id: int, role: str, owner_ids: Collection[int]) -> KeyAccess:

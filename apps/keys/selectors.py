@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from apps.keys.models import ApiKey
 from apps.orgs.models import Membership, Organisation, Role
@@ -29,3 +30,11 @@ def user_keys(*, user: Any) -> QuerySet[ApiKey]:
 def org_owner_ids(*, org: Organisation) -> frozenset[int]:
     """The org's owners' user ids: an admin manages every key but theirs (apps.keys.permissions)."""
     return frozenset(Membership.objects.filter(org=org, role=Role.OWNER).values_list("user_id", flat=True))
+
+
+def org_usable_key_count(*, org: Organisation, user: Any = None) -> int:
+    """Keys that work right now (not revoked, expired, past their rotation grace or awaiting reveal)."""
+    now = timezone.now()
+    keys = org_keys(org=org, user=user).filter(revoked_at__isnull=True).exclude(secret_hash="")
+    keys = keys.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    return keys.filter(Q(grace_until__isnull=True) | Q(grace_until__gt=now)).count()

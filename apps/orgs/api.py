@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -315,11 +314,7 @@ class InvitationOutputSerializer(serializers.Serializer):
         ref_name = "Invitation"
 
     def get_status(self, invitation: Invitation) -> str:
-        if invitation.accepted_at is not None:
-            return "accepted"
-        if invitation.revoked_at is not None:
-            return "revoked"
-        return "expired" if invitation.expires_at <= timezone.now() else "pending"
+        return invitation.status
 
 
 class InvitationCreatedSerializer(InvitationOutputSerializer):

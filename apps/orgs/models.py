@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Role(models.TextChoices):
@@ -72,6 +75,19 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} to {self.org_id} as {self.role}"
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        # The token carries 256 random bits, so a plain SHA-256 cannot be brute-forced.
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= timezone.now() else "pending"
 
 
 class AuditEvent(models.Model):

@@ -37,6 +37,12 @@ def org_invitation(*, org: Organisation, invitation_id: int) -> Invitation | Non
     return Invitation.objects.select_related("org").filter(org=org, pk=invitation_id).first()
 
 
+def invitation_by_token(*, token: str) -> Invitation | None:
+    """The invitation this token opens, whatever its state; the token is the only proof of it."""
+    invitations = Invitation.objects.select_related("org", "invited_by")
+    return invitations.filter(token_hash=Invitation.hash_token(token)).first()
+
+
 def org_audit_events(
     *,
     org: Organisation,

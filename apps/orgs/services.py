@@ -8,7 +8,6 @@ whoever calls them (an org keeps an owner, an invitation is used once, ...).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -291,11 +290,6 @@ def ownership_transfer(*, org: Organisation, actor: Any, to_membership: Membersh
 # --- Invitations ---------------------------------------------------------------
 
 
-def _hash_token(token: str) -> str:
-    # The token carries 256 random bits, so a plain SHA-256 cannot be brute-forced.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @transaction.atomic
 def invitation_create(
     *, org: Organisation, email: str, role: str, actor: Any, ttl: timedelta = INVITATION_TTL
@@ -310,7 +304,7 @@ def invitation_create(
         org=org,
         email=email,
         role=role,
-        token_hash=_hash_token(token),
+        token_hash=Invitation.hash_token(token),
         invited_by=actor,
         expires_at=timezone.now() + ttl,
     )
@@ -328,7 +322,7 @@ def invitation_create(
 @transaction.atomic
 def invitation_accept(*, token: str, user: Any) -> Membership:
     """Accepted by the signed-in invitee only (their email must match); usable once, until it expires."""
-    invitation = Invitation.objects.select_for_update().filter(token_hash=_hash_token(token)).first()
+    invitation = Invitation.objects.select_for_update().filter(token_hash=Invitation.hash_token(token)).first()
     # Someone else's invitation looks exactly like no invitation: the token is the only proof.
     if invitation is None or invitation.email.lower() != (user.email or "").lower():
         raise NotFound("No invitation matches this token for your account.")

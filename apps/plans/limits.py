@@ -287,3 +287,27 @@ def admit_api(*, org_id: int | None, user_id: int) -> Admission:
     if over:
         return _refusal("api", f"{plan.api_rpm} requests/minute", plan, reset, headers)
     return Admission(allowed=True, bucket="api", detail="", retry_after=0, headers=headers)
+
+
+def current_use(*, org_id: int) -> dict[str, int]:
+    """What the org has used of each bucket in its current minute (streams: open now), counted nowhere.
+
+    Read from the same counters :func:`admit` judges by, so the console shows what the next
+    request meets. Empty when the cache is unreachable: the page says "unknown", not 0.
+    """
+    plan = plan_for_org(org_id)
+    subject_key = f"org:{org_id}"
+    use: dict[str, int] = {}
+    try:
+        for kind, limit_field in REQUEST_BUCKETS.items():
+            subject = _Subject(subject_key, getattr(plan, limit_field))
+            usage = get_usage(subject, group=f"pendra.{kind}", key=_subject_key, rate=_subject_rate, increment=False)
+            use[kind] = int(usage["count"]) if usage else 0
+        window_end = _window_end(subject_key)
+        for bucket, _ in TOKEN_BUCKETS.values():
+            use[bucket] = int(cache.get(_tokens_key(bucket, subject_key, window_end), 0))
+        use[STREAMS_BUCKET] = max(0, int(cache.get(_streams_key(org_id), 0)))
+    except _CACHE_ERRORS as exc:
+        outage.failed(exc)
+        return {}
+    return use
