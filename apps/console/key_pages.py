@@ -128,7 +128,7 @@ class KeyDetail(KeyObjectPage):
         if form.is_valid():
             try:
                 with service_call(request, form):
-                    services.api_key_update(key=key, actor=request.user, **form.service_fields())
+                    key = services.api_key_update(key=key, actor=request.user, **form.service_fields())
             except ServiceRefused:
                 pass
             else:
