@@ -89,6 +89,18 @@ class KeyPolicyForm(KeyCreateForm):
         label="Grace when rotated on schedule", choices=GRACE_CHOICES, coerce=int, initial=86400
     )
 
+    def __init__(self, *args: Any, key: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A schedule or grace set through the API may be none of the usual choices: offer it
+        # too, or saving the name would silently change it.
+        days, grace = key.rotate_every_days, key.rotation_grace_seconds
+        rotation: Any = self.fields["rotate_every_days"]
+        if days and str(days) not in dict(ROTATION_CHOICES):
+            rotation.choices = [*ROTATION_CHOICES, (str(days), f"Every {days} days")]
+        grace_field: Any = self.fields["rotation_grace_seconds"]
+        if grace not in dict(GRACE_CHOICES):
+            grace_field.choices = [*GRACE_CHOICES, (grace, f"{grace} seconds")]
+
     def service_fields(self) -> dict[str, Any]:
         return {**super().service_fields(), "rotation_grace_seconds": self.cleaned_data["rotation_grace_seconds"]}
 

@@ -119,12 +119,12 @@ class KeyDetail(KeyObjectPage):
 
     def get(self, request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
         key, access = self.managed_key(key_id)
-        return self.render_detail(key, access, KeyPolicyForm(initial=self.initial(key)), KeyRotateForm())
+        return self.render_detail(key, access, KeyPolicyForm(initial=self.initial(key), key=key), KeyRotateForm())
 
     def post(self, request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
         """Set name, expiry and rotation schedule."""
         key, access = self.managed_key(key_id)
-        form = KeyPolicyForm(request.POST)
+        form = KeyPolicyForm(request.POST, key=key)
         if form.is_valid():
             try:
                 with service_call(request, form):
@@ -162,7 +162,7 @@ class KeyRotate(KeyObjectPage):
         if is_htmx(request):
             context = self.base_context(key=key, access=access, rotate_form=form, rotatable=True)
             return render(request, "console/keys/_rotate.html", context)
-        return self.render_detail(key, access, KeyPolicyForm(initial=self.initial(key)), form)
+        return self.render_detail(key, access, KeyPolicyForm(initial=self.initial(key), key=key), form)
 
 
 class KeyReveal(KeyObjectPage):

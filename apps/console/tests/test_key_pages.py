@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from apps.console.tests.conftest import signed_in
 from apps.keys.models import ApiKey
-from apps.keys.services import api_key_rotate
+from apps.keys.services import api_key_rotate, api_key_update
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db
@@ -26,6 +26,11 @@ def _secret_in(content: bytes) -> str:
     match = re.search(rb'id="new-secret"[^>]*>(pnd_[^<]+)<', content)
     assert match, "no secret on the page"
     return match.group(1).decode()
+
+
+def _selected(page: str, field: str) -> str:
+    select = page[page.index(f'name="{field}"') :].split("</select>")[0]
+    return re.search(r'<option value="(\d*)" selected>', select).group(1)  # type: ignore[union-attr]
 
 
 def _works(secret: str) -> bool:
@@ -179,3 +184,18 @@ def test_a_grace_outside_the_choices_is_an_error_and_rotates_nothing(member: Act
     assert response.status_code == 200
     assert b'class="errorlist"' in response.content
     assert not ApiKey.objects.filter(rotated_from=member.api_key).exists()
+
+
+def test_saving_a_name_keeps_a_schedule_and_grace_set_through_the_api(member: Actor) -> None:
+    api_key_update(key=member.api_key, actor=member.user, rotate_every_days=45, rotation_grace_seconds=120)
+    client = signed_in(member)
+    page = client.get(f"{KEYS}{member.api_key.pk}/").content.decode()
+    form = {
+        "name": "renamed",
+        **{field: _selected(page, field) for field in ("rotate_every_days", "rotation_grace_seconds")},
+    }
+
+    client.post(f"{KEYS}{member.api_key.pk}/", form)
+
+    key = ApiKey.objects.get(pk=member.api_key.pk)
+    assert (key.name, key.rotate_every_days, key.rotation_grace_seconds) == ("renamed", 45, 120)
