@@ -5,11 +5,8 @@ only, on the gateway's path) never blocks the loop. Its threads honour ``CONN_MA
 like Django's request cycle, and a connection the server dropped is closed and the call
 tried once more.
 
-``SingleFlight`` backs the gateway's short-lived caches (keys, plans, the fleet): when an
-entry has expired, the requests that need it share one load instead of each sending a
-query. Without it, every entry expiring under load sent every in-flight request to the
-database at once, and the p99 showed it. Entries are never served past their expiry: a
-revoked key or a changed plan must take effect within the second promised.
+``SingleFlight`` shares one load among concurrent callers with the same key; the
+generic cache built on the same idea is :mod:`pendra_console.ttl_cache`.
 """
 
 from __future__ import annotations

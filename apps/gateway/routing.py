@@ -17,18 +17,18 @@ import time
 from dataclasses import dataclass, field
 
 from apps.workers.selectors import WorkerTarget, model_catalogue, routable_workers
-from pendra_console.aio import SingleFlight
+from pendra_console.ttl_cache import TTLCache
 
 logger = logging.getLogger("pendra.gateway")
 
 SNAPSHOT_SECONDS = 1.0
+_FLEET = "fleet"
 
 
 @dataclass(slots=True)
 class FleetSnapshot:
     workers: list[WorkerTarget]
     catalogue: dict[str, list[tuple[str, int | None]]]  # apps.workers.selectors.model_catalogue
-    loaded_at: float
 
     def kind_of(self, model: str, org_id: int) -> str | None:
         """The model's kind if a worker the org may use serves it (healthy or not), else None.
@@ -42,18 +42,17 @@ class FleetSnapshot:
 
 
 def _load_snapshot() -> FleetSnapshot:
-    return FleetSnapshot(workers=routable_workers(), catalogue=model_catalogue(), loaded_at=time.monotonic())
+    return FleetSnapshot(workers=routable_workers(), catalogue=model_catalogue())
 
 
 @dataclass
 class WorkerPool:
     cooldown_seconds: float = 10.0
-    snapshot: FleetSnapshot | None = None
     inflight: dict[str, int] = field(default_factory=dict)
     cooling_until: dict[str, float] = field(default_factory=dict)
-    _loads: SingleFlight = field(default_factory=SingleFlight)
+    # One entry (the fleet) in the same TTL cache as keys and plans.
+    _fleet: TTLCache[str, FleetSnapshot] = field(default_factory=lambda: TTLCache(SNAPSHOT_SECONDS))
     _refresher: asyncio.Future[None] | None = None
-    _generation: int = 0
 
     async def fleet(self) -> FleetSnapshot:
         """The fleet as of less than ``SNAPSHOT_SECONDS`` ago.
@@ -62,11 +61,8 @@ class WorkerPool:
         waits only when that task has fallen behind (the database is slow), which keeps
         the promise that health changes reach routing within a sweep.
         """
-        snapshot = self.snapshot
-        if snapshot is not None and time.monotonic() - snapshot.loaded_at < SNAPSHOT_SECONDS:
-            self._keep_refreshing()
-            return snapshot
-        return await self._loads.load(("fleet", self._generation), self._load)
+        self._keep_refreshing()
+        return await self._fleet.aget(_FLEET, self._load)
 
     def _keep_refreshing(self) -> None:
         if self._refresher is None or self._refresher.done():
@@ -76,29 +72,23 @@ class WorkerPool:
         while True:
             await asyncio.sleep(SNAPSHOT_SECONDS / 2)
             try:
-                await self._loads.load(("fleet", self._generation), self._load)
+                await self._fleet.reload(_FLEET, self._load)
             except Exception:
                 logger.exception("could not refresh the worker list")
 
     def _load(self) -> FleetSnapshot:
-        generation = self._generation
+        previous = self._fleet.peek(_FLEET)
         try:
-            snapshot = _load_snapshot()
+            return _load_snapshot()
         except Exception:
-            if self.snapshot is None:
+            if previous is None:
                 raise
             logger.exception("could not refresh the worker list; routing on the previous one")
-            self.snapshot.loaded_at = time.monotonic()
-            return self.snapshot
-        # A load that began before invalidate() must not put back what it read.
-        if generation == self._generation:
-            self.snapshot = snapshot
-        return snapshot
+            return previous
 
     def invalidate(self) -> None:
         """Forget the fleet view now (tests that rebuild the fleet; never needed in production)."""
-        self._generation += 1
-        self.snapshot = None
+        self._fleet.clear()
 
     def candidates(self, snapshot: FleetSnapshot, model: str, org_id: int, exclude: set[str]) -> list[WorkerTarget]:
         now = time.monotonic()

@@ -43,8 +43,8 @@ from apps.plans.limits import (
     _tokens_key,
     outage,
 )
-from apps.plans.selectors import PlanLimits, plan_cache, plan_for_org
-from pendra_console.aio import SingleFlight, is_stale, run_db
+from apps.plans.selectors import plan_for_org_async
+from pendra_console.aio import run_db
 
 logger = logging.getLogger("pendra.limits")
 
@@ -123,22 +123,11 @@ def _window_end(subject_key: str) -> int:
     return _get_window(subject_key, WINDOW_SECONDS)
 
 
-_plans = SingleFlight()
-
-
-async def _plan(org_id: int) -> PlanLimits:
-    """The org's plan from process memory; past its second, one load shared by every waiting request."""
-    entry = plan_cache.peek(org_id)
-    if entry is None or is_stale(entry[0]):
-        return await _plans.load(org_id, functools.partial(plan_for_org, org_id))
-    return entry[1]
-
-
 async def admit(*, org_id: int, kind: str, streaming: bool) -> Admission:
     """:func:`apps.plans.limits.admit`, counted in one round trip; same answers, same headers."""
     if not settings.REDIS_URL:
         return await run_db(functools.partial(limits.admit, org_id=org_id, kind=kind, streaming=streaming))
-    plan = await _plan(org_id)
+    plan = await plan_for_org_async(org_id)
     subject_key = f"org:{org_id}"
     window_end = _window_end(subject_key)
     request_limit: int = getattr(plan, REQUEST_BUCKETS[kind])

@@ -3,13 +3,14 @@
 :func:`plan_for_org` is on the hot path of every rate-limited request, so its answer
 is kept in process memory for at most :data:`PLAN_CACHE_SECONDS`. A plan change or a
 catalogue edit evicts it at once in the process that made it; other processes see it
-within that second ("a plan change applies to the next request").
+within that second ("a plan change applies to the next request"). The cache is
+:class:`pendra_console.ttl_cache.TTLCache`: the gateway's requests that find an entry
+expired share one load (:func:`plan_for_org_async`).
 """
 
 from __future__ import annotations
 
-import threading
-import time
+import functools
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from apps.plans.catalogue import DEFAULT_PLAN, ensure_catalogue
 from apps.plans.models import Plan, Subscription
+from pendra_console.ttl_cache import TTLCache
 
 PLAN_CACHE_SECONDS = 1.0
 
@@ -58,37 +60,8 @@ class PlanLimits:
         return cls(slug=plan.slug, name=plan.name, **{field: getattr(plan, field) for field in LIMIT_FIELDS})
 
 
-class _PlanCache:
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[float, PlanLimits]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, org_id: int) -> PlanLimits | None:
-        entry = self._entries.get(org_id)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def peek(self, org_id: int) -> tuple[float, PlanLimits] | None:
-        """The entry and when it expires, expired or not (the gateway shares one reload among its requests)."""
-        return self._entries.get(org_id)
-
-    def store(self, org_id: int, limits: PlanLimits) -> None:
-        with self._lock:
-            if len(self._entries) > 100_000:
-                self._entries.clear()  # bounded memory, whatever the number of orgs
-            self._entries[org_id] = (time.monotonic() + PLAN_CACHE_SECONDS, limits)
-
-    def evict(self, org_id: int) -> None:
-        with self._lock:
-            self._entries.pop(org_id, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-plan_cache = _PlanCache()
+# org id -> its plan's limits; 0 holds the default plan (org ids start at 1).
+plan_cache: TTLCache[int, PlanLimits] = TTLCache(PLAN_CACHE_SECONDS)
 
 
 def default_plan() -> Plan:
@@ -117,13 +90,18 @@ def subscription_for_org(org_id: int) -> Subscription:
     return subscription
 
 
+def load_plan_limits(org_id: int) -> PlanLimits:
+    """The org's limits read from the database now (the cache's loader)."""
+    return PlanLimits.of(subscription_for_org(org_id).plan)
+
+
 def plan_for_org(org_id: int) -> PlanLimits:
-    cached = plan_cache.get(org_id)
-    if cached is not None:
-        return cached
-    limits = PlanLimits.of(subscription_for_org(org_id).plan)
-    plan_cache.store(org_id, limits)
-    return limits
+    return plan_cache.get(org_id, functools.partial(load_plan_limits, org_id))
+
+
+async def plan_for_org_async(org_id: int) -> PlanLimits:
+    """:func:`plan_for_org` from an event loop: no await when warm, one shared load when expired."""
+    return await plan_cache.aget(org_id, functools.partial(load_plan_limits, org_id))
 
 
 # Org ids start at 1, so 0 can hold the default plan in the same short-lived cache.
@@ -132,12 +110,7 @@ _DEFAULT_PLAN_ENTRY = 0
 
 def default_plan_limits() -> PlanLimits:
     """Limits for a caller acting outside any organisation (a console session on the admin API)."""
-    cached = plan_cache.get(_DEFAULT_PLAN_ENTRY)
-    if cached is not None:
-        return cached
-    limits = PlanLimits.of(default_plan())
-    plan_cache.store(_DEFAULT_PLAN_ENTRY, limits)
-    return limits
+    return plan_cache.get(_DEFAULT_PLAN_ENTRY, lambda: PlanLimits.of(default_plan()))
 
 
 def plan_list(*, include_private: bool) -> QuerySet[Plan]:
