@@ -1,8 +1,8 @@
 """Django's Redis cache, with ``incr`` in one round trip.
 
 Django's ``RedisCache.incr`` asks ``EXISTS`` and then ``INCRBY`` (two round trips, and a
-window between them). Rate-limit counters (django-ratelimit's ``get_usage``, the token
-and stream counters) call ``incr`` on every request, so here it is one atomic script.
+window between them). Rate-limit counters (``apps.plans.limits``, and django-ratelimit's
+``get_usage`` for the admin API) call ``incr`` on every request, so here it is one atomic script.
 Semantics are Django's: a missing key raises ``ValueError``.
 """
 

@@ -1,82 +1,63 @@
-"""The rate-limit core: per-organisation buckets, scaled to the org's plan, counted in the shared cache.
+"""The synchronous counter back end: Django's cache API, and django-ratelimit for the admin API.
 
-Synchronous on purpose (django-ratelimit and Django's cache are): the gateway calls
-:func:`admit` and :func:`settle` through one ``sync_to_async(thread_sensitive=False)``
-hop per request, the admin API through :class:`apps.plans.throttling.ApiRateThrottle`.
+:func:`admit` and :func:`settle` count a ``/v1`` request's buckets with Django's cache
+(``add``/``incr``/``get``), under :mod:`apps.plans.limit_decision`'s keys and windows,
+and hand the counts to its :func:`~apps.plans.limit_decision.decide`. The gateway uses
+them only without Redis (the embedded default, through ``run_db``); with Redis it uses
+:mod:`apps.plans.limits_async`, which counts the same keys in one round trip, so either
+path sees the other's counts.
 
-Buckets, each per organisation (never per IP or client header, so a spoofed
-``X-Forwarded-For`` changes nothing):
-
-- requests per minute ``chat``, ``embeddings``, ``images``, ``audio``, ``api``: counted
-  with django-ratelimit's ``get_usage`` (fixed one-minute windows, offset per org);
-- tokens per minute ``chat_tokens``, ``embeddings_tokens``: the worker's reported usage
-  added after each success with atomic ``add``/``incr``; a request is refused while
-  the minute's tokens are already at or over the limit;
-- ``streams``: streams open at once, ``incr`` on admit and ``decr`` on release; the
-  counter expires :data:`STREAM_SLOT_TTL` seconds after it was created, so slots
-  leaked by a crashed process come back.
+The admin API's ``api`` bucket (:func:`admit_api`, through
+:class:`apps.plans.throttling.ApiRateThrottle`) is counted by django-ratelimit's public
+``get_usage``. Its public API cannot express what the gateway needs: it builds its cache
+key and window internally (no public way to name the counter a Lua script must count),
+counts one bucket per call (a chat request needs tokens, requests and streams decided
+atomically), and only synchronously. So django-ratelimit counts the admin API only.
 
 The counters live in Django's default cache: Redis whenever ``REDIS_URL`` is set, so
 every process and machine shares them and a limit does not multiply with replicas.
-
-If the cache is unreachable these buckets fail open (an outage of Redis must not take
-inference down) and say so once per incident with ``logger.error``; console sign-in
-throttling (``apps.console.auth_views``) fails closed instead.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.core.cache import cache
 from django_ratelimit.core import get_usage
 from django_ratelimit.exceptions import Ratelimited
 from redis.exceptions import RedisError
 
+from apps.plans.limit_decision import (
+    COUNTER_FUDGE_SECONDS,
+    INFERENCE_KINDS,
+    REQUEST_BUCKETS,
+    STREAM_SLOT_TTL,
+    STREAMS_BUCKET,
+    TOKEN_BUCKETS,
+    WINDOW_SECONDS,
+    Admission,
+    Counted,
+    Verdict,
+    allowed_unchecked,
+    decide,
+    org_subject,
+    outage,
+    request_key,
+    request_limit,
+    streams_key,
+    token_limit,
+    tokens_key,
+    window_end,
+)
 from apps.plans.selectors import PlanLimits, default_plan_limits, plan_for_org
 
-logger = logging.getLogger("pendra.limits")
-
-WINDOW_SECONDS = 60
-STREAM_SLOT_TTL = 15 * 60
-# Kept this long after their minute ends so a late settle() still finds its counter.
-_TOKEN_KEY_FUDGE = 5
-
-# Request kind -> the plan field holding its requests-per-minute limit.
-REQUEST_BUCKETS: dict[str, str] = {
-    "chat": "chat_rpm",
-    "embeddings": "embeddings_rpm",
-    "images": "images_rpm",
-    "audio": "audio_rpm",
-    "api": "api_rpm",
-}
-# Request kind -> (its tokens bucket, the plan field holding its tokens-per-minute limit).
-TOKEN_BUCKETS: dict[str, tuple[str, str]] = {
-    "chat": ("chat_tokens", "chat_tpm"),
-    "embeddings": ("embeddings_tokens", "embeddings_tpm"),
-}
-STREAMS_BUCKET = "streams"
-INFERENCE_KINDS = ("chat", "embeddings", "images", "audio")
-
-# What a cache outage looks like through Django's cache API (Redis refusing or timing out).
+# What an outage looks like through Django's cache API (Redis refusing or timing out).
 _CACHE_ERRORS = (RedisError, OSError)
 
 
 class CacheUnavailable(Exception):
     """The cache answered, but not with a count (django-ratelimit's "count is None")."""
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    allowed: bool
-    bucket: str  # the bucket that refused, or the request's bucket when allowed
-    detail: str
-    retry_after: int  # seconds, >= 1 when refused
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class RateLimitExceeded(Ratelimited):
@@ -86,38 +67,6 @@ class RateLimitExceeded(Ratelimited):
         super().__init__(admission.detail)
         self.admission = admission
         self.headers = admission.headers
-
-
-class _Outage:
-    """Logs an unreachable cache once per incident and its recovery once, not once per request."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self._lock = threading.Lock()
-
-    def failed(self, exc: BaseException) -> None:
-        with self._lock:
-            if self.down:
-                return
-            self.down = True
-        logger.error(
-            "Rate-limit cache unreachable (%s: %s): request, token and stream limits are NOT enforced "
-            "(fail open) and console sign-in is refused (fail closed) until it is back",
-            type(exc).__name__,
-            exc,
-        )
-
-    def recovered(self) -> None:
-        if not self.down:
-            return
-        with self._lock:
-            if not self.down:
-                return
-            self.down = False
-        logger.warning("Rate-limit cache reachable again: limits are enforced")
-
-
-outage = _Outage()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,65 +87,18 @@ def _subject_rate(group: str, subject: _Subject) -> tuple[int, int]:
     return subject.limit, WINDOW_SECONDS
 
 
-def _window_end(subject_key: str) -> int:
-    """End of the current minute for this subject, with django-ratelimit's per-subject offset."""
-    now = int(time.time())
-    end = now - (now % WINDOW_SECONDS) + (zlib.crc32(subject_key.encode()) % WINDOW_SECONDS)
-    return end + WINDOW_SECONDS if end < now else end
-
-
-def _seconds_left(window_end: int) -> int:
-    return max(1, window_end - int(time.time()))
-
-
-def _tokens_key(bucket: str, subject_key: str, window_end: int) -> str:
-    return f"plans:{bucket}:{subject_key}:{window_end}"
-
-
-def _streams_key(org_id: int) -> str:
-    return f"plans:streams:org:{org_id}"
-
-
-def _refusal(bucket: str, limit_text: str, plan: PlanLimits, retry_after: int, headers: dict[str, str]) -> Admission:
-    retry = f"retry in {retry_after} s" if bucket != STREAMS_BUCKET else "retry when one of them ends"
-    detail = f'Rate limit exceeded for bucket "{bucket}" ({limit_text} on plan {plan.name}); {retry}'
-    return Admission(
-        allowed=False,
-        bucket=bucket,
-        detail=detail,
-        retry_after=retry_after,
-        headers={**headers, "Retry-After": str(retry_after), "x-ratelimit-bucket": bucket},
-    )
-
-
-def _count_request(kind: str, subject_key: str, limit: int) -> tuple[bool, dict[str, str], int]:
-    """One request counted in django-ratelimit's bucket: (over the limit?, headers, seconds to reset)."""
-    usage = get_usage(
-        _Subject(subject_key, limit),
-        group=f"pendra.{kind}",
-        key=_subject_key,
-        rate=_subject_rate,
-        increment=True,
-    )
-    if usage is None or usage["time_left"] < 0:
-        raise CacheUnavailable("the cache returned no count")
-    reset = max(1, usage["time_left"])
-    headers = {
-        "x-ratelimit-limit-requests": str(limit),
-        "x-ratelimit-remaining-requests": str(max(0, limit - usage["count"])),
-        "x-ratelimit-reset-requests": f"{reset}s",
-    }
-    return bool(usage["should_limit"]), headers, reset
-
-
-def _open_stream(org_id: int) -> int:
-    key = _streams_key(org_id)
-    cache.add(key, 0, STREAM_SLOT_TTL)
-    return int(cache.incr(key))
+def _incr_from_zero(key: str, ttl: int) -> int:
+    cache.add(key, 0, ttl)
+    try:
+        return int(cache.incr(key))
+    except ValueError:
+        # It expired between add and incr: this is the window's first count.
+        cache.add(key, 1, ttl)
+        return 1
 
 
 def _close_stream(org_id: int) -> None:
-    key = _streams_key(org_id)
+    key = streams_key(org_id)
     try:
         remaining = int(cache.decr(key))
     except ValueError:
@@ -206,34 +108,25 @@ def _close_stream(org_id: int) -> None:
         cache.incr(key, -remaining)
 
 
-def _admit(*, org_id: int, kind: str, streaming: bool, plan: PlanLimits) -> Admission:
-    subject_key = f"org:{org_id}"
-    headers: dict[str, str] = {}
-    token_bucket = TOKEN_BUCKETS.get(kind)
-    if token_bucket is not None:
-        bucket, limit_field = token_bucket
-        token_limit: int = getattr(plan, limit_field)
-        window_end = _window_end(subject_key)
-        used = int(cache.get(_tokens_key(bucket, subject_key, window_end), 0))
-        reset = _seconds_left(window_end)
-        headers = {
-            "x-ratelimit-limit-tokens": str(token_limit),
-            "x-ratelimit-remaining-tokens": str(max(0, token_limit - used)),
-            "x-ratelimit-reset-tokens": f"{reset}s",
-        }
-        if used >= token_limit:
-            return _refusal(bucket, f"{token_limit} tokens/minute", plan, reset, headers)
-
-    request_limit: int = getattr(plan, REQUEST_BUCKETS[kind])
-    over, request_headers, reset = _count_request(kind, subject_key, request_limit)
-    headers = {**request_headers, **headers}
-    if over:
-        return _refusal(kind, f"{request_limit} requests/minute", plan, reset, headers)
-
-    if streaming and _open_stream(org_id) > plan.concurrent_streams:
+def _count(*, org_id: int, kind: str, streaming: bool, plan: PlanLimits) -> Counted:
+    """The buckets in :mod:`apps.plans.limit_decision`'s order, one cache call at a time."""
+    subject = org_subject(org_id)
+    end = window_end(subject)
+    used = 0
+    token_counter = tokens_key(kind, subject, end)
+    tokens = token_limit(plan, kind)
+    if token_counter is not None and tokens is not None:
+        used = int(cache.get(token_counter, 0))
+        if used >= tokens:
+            return Counted(Verdict.TOKENS_USED_UP, requests=0, tokens=used)
+    limit = request_limit(plan, kind)
+    count = _incr_from_zero(request_key(kind, subject, limit, end), WINDOW_SECONDS + COUNTER_FUDGE_SECONDS)
+    if count > limit:
+        return Counted(Verdict.REQUESTS_USED_UP, requests=count, tokens=used)
+    if streaming and _incr_from_zero(streams_key(org_id), STREAM_SLOT_TTL) > plan.concurrent_streams:
         _close_stream(org_id)
-        return _refusal(STREAMS_BUCKET, f"{plan.concurrent_streams} concurrent streams", plan, 1, headers)
-    return Admission(allowed=True, bucket=kind, detail="", retry_after=0, headers=headers)
+        return Counted(Verdict.TOO_MANY_STREAMS, requests=count, tokens=used)
+    return Counted(Verdict.ALLOWED, requests=count, tokens=used)
 
 
 def admit(*, org_id: int, kind: str, streaming: bool) -> Admission:
@@ -246,12 +139,12 @@ def admit(*, org_id: int, kind: str, streaming: bool) -> Admission:
         raise ValueError(f"unknown request kind {kind!r}; expected one of {', '.join(INFERENCE_KINDS)}")
     plan = plan_for_org(org_id)
     try:
-        admission = _admit(org_id=org_id, kind=kind, streaming=streaming, plan=plan)
-    except (*_CACHE_ERRORS, CacheUnavailable) as exc:
+        counted = _count(org_id=org_id, kind=kind, streaming=streaming, plan=plan)
+    except _CACHE_ERRORS as exc:
         outage.failed(exc)
-        return Admission(allowed=True, bucket=kind, detail="", retry_after=0, headers={})
+        return allowed_unchecked(kind)
     outage.recovered()
-    return admission
+    return decide(plan=plan, kind=kind, subject=org_subject(org_id), counted=counted)
 
 
 def settle(*, org_id: int, kind: str, tokens: int, streaming: bool) -> None:
@@ -259,12 +152,11 @@ def settle(*, org_id: int, kind: str, tokens: int, streaming: bool) -> None:
     try:
         if streaming:
             _close_stream(org_id)
-        token_bucket = TOKEN_BUCKETS.get(kind)
-        if token_bucket is not None and tokens > 0:
-            subject_key = f"org:{org_id}"
-            window_end = _window_end(subject_key)
-            key = _tokens_key(token_bucket[0], subject_key, window_end)
-            ttl = window_end - int(time.time()) + _TOKEN_KEY_FUDGE
+        subject = org_subject(org_id)
+        end = window_end(subject)
+        key = tokens_key(kind, subject, end)
+        if key is not None and tokens > 0:
+            ttl = end - int(time.time()) + COUNTER_FUDGE_SECONDS
             if not cache.add(key, tokens, ttl):
                 try:
                     cache.incr(key, tokens)
@@ -277,16 +169,24 @@ def settle(*, org_id: int, kind: str, tokens: int, streaming: bool) -> None:
 def admit_api(*, org_id: int | None, user_id: int) -> Admission:
     """Count one admin-API request: per org for an org's key, per user for a console session."""
     plan = plan_for_org(org_id) if org_id is not None else default_plan_limits()
-    subject_key = f"org:{org_id}" if org_id is not None else f"user:{user_id}"
+    subject = org_subject(org_id) if org_id is not None else f"user:{user_id}"
     try:
-        over, headers, reset = _count_request("api", subject_key, plan.api_rpm)
+        usage = get_usage(
+            _Subject(subject, plan.api_rpm),
+            group="pendra.api",
+            key=_subject_key,
+            rate=_subject_rate,
+            increment=True,
+        )
+        if usage is None or usage["time_left"] < 0:
+            raise CacheUnavailable("the cache returned no count")
     except (*_CACHE_ERRORS, CacheUnavailable) as exc:
         outage.failed(exc)
-        return Admission(allowed=True, bucket="api", detail="", retry_after=0, headers={})
+        return allowed_unchecked("api")
     outage.recovered()
-    if over:
-        return _refusal("api", f"{plan.api_rpm} requests/minute", plan, reset, headers)
-    return Admission(allowed=True, bucket="api", detail="", retry_after=0, headers=headers)
+    verdict = Verdict.REQUESTS_USED_UP if usage["should_limit"] else Verdict.ALLOWED
+    counted = Counted(verdict, requests=usage["count"], tokens=0, requests_reset=max(1, usage["time_left"]))
+    return decide(plan=plan, kind="api", subject=subject, counted=counted)
 
 
 def current_use(*, org_id: int) -> dict[str, int]:
@@ -296,17 +196,25 @@ def current_use(*, org_id: int) -> dict[str, int]:
     request meets. Empty when the cache is unreachable: the page says "unknown", not 0.
     """
     plan = plan_for_org(org_id)
-    subject_key = f"org:{org_id}"
+    subject = org_subject(org_id)
+    end = window_end(subject)
     use: dict[str, int] = {}
     try:
-        for kind, limit_field in REQUEST_BUCKETS.items():
-            subject = _Subject(subject_key, getattr(plan, limit_field))
-            usage = get_usage(subject, group=f"pendra.{kind}", key=_subject_key, rate=_subject_rate, increment=False)
-            use[kind] = int(usage["count"]) if usage else 0
-        window_end = _window_end(subject_key)
-        for bucket, _ in TOKEN_BUCKETS.values():
-            use[bucket] = int(cache.get(_tokens_key(bucket, subject_key, window_end), 0))
-        use[STREAMS_BUCKET] = max(0, int(cache.get(_streams_key(org_id), 0)))
+        for kind in REQUEST_BUCKETS:
+            if kind == "api":
+                usage = get_usage(
+                    _Subject(subject, plan.api_rpm),
+                    group="pendra.api",
+                    key=_subject_key,
+                    rate=_subject_rate,
+                    increment=False,
+                )
+                use[kind] = int(usage["count"]) if usage else 0
+            else:
+                use[kind] = int(cache.get(request_key(kind, subject, request_limit(plan, kind), end), 0))
+        for kind, (bucket, _) in TOKEN_BUCKETS.items():
+            use[bucket] = int(cache.get(tokens_key(kind, subject, end) or "", 0))
+        use[STREAMS_BUCKET] = max(0, int(cache.get(streams_key(org_id), 0)))
     except _CACHE_ERRORS as exc:
         outage.failed(exc)
         return {}

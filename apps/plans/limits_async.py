@@ -1,18 +1,16 @@
-"""The gateway's rate-limit check: one Redis round trip, on the event loop, no thread.
+"""The gateway's counter back end: one Redis round trip, on the event loop, no thread.
 
-Measured first (bench/README.md): the synchronous core in :mod:`apps.plans.limits`
-costs three Redis round trips per chat request, made from a thread pool; under load
-each hand-off between the event loop and a pool thread waits for the GIL (Python's
-5 ms switch interval), and the gateway managed about 420 requests/s on two
-processes. Here the same buckets are counted by one atomic Lua script through an
-asyncio Redis client, so the check costs one round trip and no thread.
+Measured first (bench/README.md): counting with Django's cache costs three Redis round
+trips per chat request, made from a thread pool; under load each hand-off between the
+event loop and a pool thread waits for the GIL (Python's 5 ms switch interval), and the
+gateway managed about 420 requests/s on two processes. Here a request's buckets are
+counted by one atomic Lua script through an asyncio Redis client, so the check costs one
+round trip and no thread.
 
-The buckets are the same, counted under the same keys: the request counter is
-django-ratelimit's (its window with the per-subject offset, its cache key, its
-5-second expiry fudge), the token and stream counters are :mod:`apps.plans.limits`'s,
-all behind Django's cache key prefix. The admin API and the embedded default (no
-Redis) keep using django-ratelimit's ``get_usage`` through :mod:`apps.plans.limits`;
-either path sees the other's counts.
+The keys, windows, bucket order and the answer (:func:`apps.plans.limit_decision.decide`)
+are :mod:`apps.plans.limit_decision`'s, the same as the synchronous back end
+(:mod:`apps.plans.limits`), so either path sees the other's counts. Without Redis (the
+embedded default) :func:`admit` and :func:`settle` hand over to that back end.
 """
 
 from __future__ import annotations
@@ -27,36 +25,36 @@ from typing import Any
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.core.cache import cache
-from django_ratelimit.core import _get_window, _make_cache_key
 from redis.exceptions import RedisError
 
 from apps.plans import limits
-from apps.plans.limits import (
-    REQUEST_BUCKETS,
+from apps.plans.limit_decision import (
+    COUNTER_FUDGE_SECONDS,
     STREAM_SLOT_TTL,
-    STREAMS_BUCKET,
-    TOKEN_BUCKETS,
     WINDOW_SECONDS,
     Admission,
-    _refusal,
-    _streams_key,
-    _tokens_key,
+    Counted,
+    Verdict,
+    allowed_unchecked,
+    decide,
+    org_subject,
     outage,
+    request_key,
+    request_limit,
+    streams_key,
+    token_limit,
+    tokens_key,
+    window_end,
 )
 from apps.plans.selectors import plan_for_org_async
 from pendra_console.aio import run_db
 
 logger = logging.getLogger("pendra.limits")
 
-# django-ratelimit keeps a window's counter this much longer than the window.
-_RATELIMIT_FUDGE = 5
-_TOKEN_KEY_FUDGE = 5
-
 # KEYS: request counter, tokens counter ("" when the kind has none), streams counter.
 # ARGV: request ttl, request limit, token limit (-1: none), streaming (0/1), stream limit, stream ttl.
-# Returns {verdict, requests counted, tokens used, streams open}; verdict 0 = allowed,
-# 1 = tokens used up, 2 = requests used up, 3 = too many streams. Same order as the
-# synchronous core: a request refused for tokens is not counted.
+# Returns {verdict, requests counted, tokens used, streams open}; the verdict is a
+# limit_decision.Verdict, found in its bucket order: a request refused for tokens is not counted.
 _ADMIT = """
 local tokens = 0
 if tonumber(ARGV[3]) >= 0 then
@@ -119,64 +117,36 @@ def _client() -> aioredis.Redis:
     return client
 
 
-def _window_end(subject_key: str) -> int:
-    return _get_window(subject_key, WINDOW_SECONDS)
-
-
 async def admit(*, org_id: int, kind: str, streaming: bool) -> Admission:
     """:func:`apps.plans.limits.admit`, counted in one round trip; same answers, same headers."""
     if not settings.REDIS_URL:
         return await run_db(functools.partial(limits.admit, org_id=org_id, kind=kind, streaming=streaming))
     plan = await plan_for_org_async(org_id)
-    subject_key = f"org:{org_id}"
-    window_end = _window_end(subject_key)
-    request_limit: int = getattr(plan, REQUEST_BUCKETS[kind])
-    request_key = cache.make_key(
-        _make_cache_key(f"pendra.{kind}", window_end, (request_limit, WINDOW_SECONDS), subject_key, None)
-    )
-    token_bucket = TOKEN_BUCKETS.get(kind)
-    token_limit = getattr(plan, token_bucket[1]) if token_bucket else -1
-    tokens_key = cache.make_key(_tokens_key(token_bucket[0], subject_key, window_end)) if token_bucket else ""
+    subject = org_subject(org_id)
+    end = window_end(subject)
+    limit = request_limit(plan, kind)
+    tokens = token_limit(plan, kind)
+    token_counter = tokens_key(kind, subject, end)
     try:
         verdict, count, used, _ = await _client().eval(
             _ADMIT,
             3,
-            request_key,
-            tokens_key,
-            cache.make_key(_streams_key(org_id)),
-            WINDOW_SECONDS + _RATELIMIT_FUDGE,
-            request_limit,
-            token_limit,
+            cache.make_key(request_key(kind, subject, limit, end)),
+            cache.make_key(token_counter) if token_counter is not None else "",
+            cache.make_key(streams_key(org_id)),
+            WINDOW_SECONDS + COUNTER_FUDGE_SECONDS,
+            limit,
+            tokens if tokens is not None else -1,
             "1" if streaming else "0",
             plan.concurrent_streams,
             STREAM_SLOT_TTL,
         )
     except (RedisError, OSError, TimeoutError) as exc:
         outage.failed(exc)
-        return Admission(allowed=True, bucket=kind, detail="", retry_after=0, headers={})
+        return allowed_unchecked(kind)
     outage.recovered()
-
-    reset = max(1, window_end - int(time.time()))
-    headers: dict[str, str] = {}
-    if verdict != 1:
-        headers = {
-            "x-ratelimit-limit-requests": str(request_limit),
-            "x-ratelimit-remaining-requests": str(max(0, request_limit - int(count))),
-            "x-ratelimit-reset-requests": f"{reset}s",
-        }
-    if token_bucket is not None:
-        headers |= {
-            "x-ratelimit-limit-tokens": str(token_limit),
-            "x-ratelimit-remaining-tokens": str(max(0, token_limit - int(used))),
-            "x-ratelimit-reset-tokens": f"{reset}s",
-        }
-    if verdict == 1 and token_bucket is not None:
-        return _refusal(token_bucket[0], f"{token_limit} tokens/minute", plan, reset, headers)
-    if verdict == 2:
-        return _refusal(kind, f"{request_limit} requests/minute", plan, reset, headers)
-    if verdict == 3:
-        return _refusal(STREAMS_BUCKET, f"{plan.concurrent_streams} concurrent streams", plan, 1, headers)
-    return Admission(allowed=True, bucket=kind, detail="", retry_after=0, headers=headers)
+    counted = Counted(Verdict(int(verdict)), requests=int(count), tokens=int(used))
+    return decide(plan=plan, kind=kind, subject=subject, counted=counted)
 
 
 async def settle(*, org_id: int, kind: str, tokens: int, streaming: bool) -> None:
@@ -184,20 +154,19 @@ async def settle(*, org_id: int, kind: str, tokens: int, streaming: bool) -> Non
     if not settings.REDIS_URL:
         await run_db(functools.partial(limits.settle, org_id=org_id, kind=kind, tokens=tokens, streaming=streaming))
         return
-    subject_key = f"org:{org_id}"
-    window_end = _window_end(subject_key)
-    token_bucket = TOKEN_BUCKETS.get(kind)
-    tokens_key = cache.make_key(_tokens_key(token_bucket[0], subject_key, window_end)) if token_bucket else ""
-    if not streaming and (not tokens_key or tokens <= 0):
+    subject = org_subject(org_id)
+    end = window_end(subject)
+    token_counter = tokens_key(kind, subject, end)
+    if not streaming and (token_counter is None or tokens <= 0):
         return
     try:
         await _client().eval(
             _SETTLE,
             2,
-            tokens_key,
-            cache.make_key(_streams_key(org_id)),
+            cache.make_key(token_counter) if token_counter is not None else "",
+            cache.make_key(streams_key(org_id)),
             max(0, tokens),
-            window_end - int(time.time()) + _TOKEN_KEY_FUDGE,
+            end - int(time.time()) + COUNTER_FUDGE_SECONDS,
             "1" if streaming else "0",
         )
     except (RedisError, OSError, TimeoutError) as exc:

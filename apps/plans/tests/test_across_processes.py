@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from apps.plans import limits
+from apps.plans import limit_decision
 from apps.plans.models import Subscription
 from apps.plans.tests.factories import plan_factory
 from testing.actors import Actor
@@ -34,7 +34,7 @@ def two_servers(transactional_db: None, redis_required: None) -> Iterator[list[s
 
 def _wait_for_fresh_window(org_id: int, *, needed: float) -> None:
     """Start the burst early in the org's minute, so the window cannot roll over in the middle of it."""
-    left = limits._window_end(f"org:{org_id}") - time.time()
+    left = limit_decision.window_end(f"org:{org_id}") - time.time()
     if left < needed:
         time.sleep(left + 1)
 
