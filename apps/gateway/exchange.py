@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from apps.gateway.validation import InvalidRequest
+from apps.requestlog.services import TokenUsage
 from pendra_console.errors import default_detail, error_body
 from pendra_console.request_id import accept_or_mint
 
@@ -81,7 +82,7 @@ class Exchange:
         self.upstream_started: float | None = None
         self.upstream_finished: float | None = None
         self.first_byte_at: float | None = None
-        self.usage: dict[str, int] | None = None
+        self.usage: TokenUsage | None = None
         self.units = 0
         self.error = ""
         self.succeeded = False

@@ -1,20 +1,20 @@
 """One RequestRecord for every admin API request (``/api/v1``).
 
 The admin API is not the hot path, so its record is written in the request's own
-thread, through the same service the gateway's batch writer uses.
+thread, through the same :func:`~apps.requestlog.services.record_request` the gateway uses.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 
-from apps.requestlog.services import write_records
+from apps.requestlog.services import record_request
 from pendra_console.contract import API_PREFIX
 
 logger = logging.getLogger("pendra.requestlog")
@@ -52,25 +52,19 @@ class AdminRequestRecordMiddleware:
         detail = ""
         if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
             try:
-                import json
-
-                detail = str(json.loads(response.content).get("detail", ""))[:500]
+                detail = str(json.loads(response.content).get("detail", ""))
             except (ValueError, AttributeError):
                 detail = ""
-        write_records(
-            [
-                {
-                    "uid": new_request_uid(),
-                    "request_id": getattr(request, "request_id", ""),
-                    "created_at": timezone.now(),
-                    "org_id": org_id,
-                    "api_key_id": api_key.pk if api_key is not None else None,
-                    "user_id": user_id,
-                    "route": route[:200],
-                    "method": request.method or "",
-                    "status": response.status_code,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "error": detail,
-                }
-            ]
+        record_request(
+            uid=new_request_uid(),
+            request_id=getattr(request, "request_id", ""),
+            org_id=org_id,
+            api_key_id=api_key.pk if api_key is not None else None,
+            user_id=user_id,
+            route=route,
+            method=request.method or "",
+            status=response.status_code,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            error=detail,
+            deferred=False,
         )

@@ -1,7 +1,7 @@
 """The gateway's record writer: records leave the request path and are written in batches.
 
-The gateway hands each finished request to :data:`recorder` (an append to a deque,
-no I/O). A daemon thread writes whatever has accumulated every
+:func:`apps.requestlog.services.record_request` hands each finished gateway request to
+:data:`recorder` (an append to a deque, no I/O). A daemon thread writes whatever has accumulated every
 ``PENDRA_RECORD_FLUSH_SECONDS`` with one transaction. A failed write keeps the batch
 and retries on the next tick (the usage table's unique constraint makes a retried
 batch harmless); the ASGI lifespan shutdown and ``atexit`` flush what is left.
@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from apps.keys.authentication import touch_last_used
-from apps.requestlog.services import write_records
+from apps.requestlog.writer import write_records
 
 logger = logging.getLogger("pendra.requestlog")
 

@@ -1,104 +1,111 @@
-"""Writing request and usage records, and keeping the table to its retention period."""
+"""Request and usage records: the one place a record row is built, and retention.
+
+:func:`record_request` turns what a surface learned about one request into its
+``RequestRecord`` row (and, for a billable success, its ``UsageRecord`` row). The
+gateway hands them to the batch writer (:data:`apps.requestlog.recorder.recorder`, off
+the request path); the admin API's middleware writes them in the request's own thread.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from apps.requestlog.models import RequestRecord, UsageRecord
+from apps.requestlog.models import RequestRecord
+from apps.requestlog.recorder import recorder
+from apps.requestlog.writer import write_records
 
 logger = logging.getLogger("pendra.requestlog")
 
+__all__ = ["TokenUsage", "delete_expired_records", "record_request", "write_records"]
 
-class _Table:
-    """Batch writes of one model's rows, straight to the driver.
 
-    The gateway hands over plain dicts; turning each into a model instance for
-    ``bulk_create`` cost more CPU than the rest of a request (bench/README.md). On
-    PostgreSQL rows go in with COPY; elsewhere, and for a batch partly written before,
-    with ``INSERT ... ON CONFLICT DO NOTHING`` (psycopg pipelines ``executemany``), whose
-    datetimes pass through the backend's own adapter so SQLite stores what the ORM would.
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """The tokens a worker reported for one request."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+def record_request(
+    *,
+    uid: str,
+    request_id: str,
+    route: str,
+    method: str,
+    status: int,
+    latency_ms: float,
+    org_id: int | None = None,
+    api_key_id: int | None = None,
+    user_id: int | None = None,
+    model: str = "",
+    worker_id: str | None = None,
+    worker_name: str = "",
+    attempts: int = 0,
+    streamed: bool = False,
+    upstream_latency_ms: float | None = None,
+    ttfb_ms: float | None = None,
+    usage: TokenUsage | None = None,
+    billed_units: int | None = None,
+    error: str = "",
+    created_at: datetime | None = None,
+    deferred: bool = True,
+) -> None:
+    """Record one request; bill it when ``billed_units`` is given (a success, never a failure).
+
+    ``deferred`` hands the rows to the batch writer (the gateway: no I/O on the request
+    path); otherwise they are written now, in this thread (the admin API).
     """
-
-    def __init__(self, model: type[models.Model]) -> None:
-        self.model = model
-        fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-        self.columns = [field.attname for field in fields]
-        self.datetime_columns = {field.attname for field in fields if isinstance(field, models.DateTimeField)}
-        # What the ORM would store for a missing value: the field's default, "" or None.
-        self.defaults = {field.attname: field.get_default() for field in fields}
-
-    def _values(self, row: Mapping[str, Any]) -> list[Any]:
-        return [row.get(column, self.defaults[column]) for column in self.columns]
-
-    def copy(self, rows: list[Mapping[str, Any]]) -> None:
-        """PostgreSQL's COPY: about a fifth of the CPU of the INSERT below (bench/README.md).
-
-        COPY has no ON CONFLICT: a batch holding an already written row fails whole, and
-        :func:`write_records` then writes it again with :meth:`insert`.
-        """
-        quote = connection.ops.quote_name
-        statement = f"COPY {quote(self.model._meta.db_table)} ({', '.join(quote(c) for c in self.columns)}) FROM STDIN"
-        # The driver's own cursor (Django's has no COPY); its errors become Django's.
-        with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(self._values(row))
-
-    def insert(self, rows: list[Mapping[str, Any]]) -> None:
-        quote = connection.ops.quote_name
-        # Identifiers come from the model's own metadata, quoted; every value is a parameter.
-        table = quote(self.model._meta.db_table)
-        columns = ", ".join(quote(column) for column in self.columns)
-        placeholders = ", ".join(["%s"] * len(self.columns))
-        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"  # noqa: S608
-        adapt = connection.ops.adapt_datetimefield_value
-        params = [
-            [
-                adapt(value) if column in self.datetime_columns else value
-                for column, value in zip(self.columns, values, strict=True)
-            ]
-            for values in map(self._values, rows)
-        ]
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
-
-
-_records = _Table(RequestRecord)
-_usages = _Table(UsageRecord)
-
-
-def write_records(
-    records: Iterable[Mapping[str, Any]],
-    usages: Iterable[Mapping[str, Any]] = (),
-) -> tuple[int, int]:
-    """Insert request records and their usage in one transaction.
-
-    A request record is unique per server-minted ``uid`` and a usage row per request uid,
-    so writing the same batch twice (a retry after a lost commit acknowledgement) neither
-    duplicates a record nor bills twice.
-    """
-    record_rows, usage_rows = list(records), list(usages)
-    if not (record_rows or usage_rows):
-        return 0, 0
-    if connection.vendor == "postgresql":
-        try:
-            with transaction.atomic():
-                _records.copy(record_rows)
-                _usages.copy(usage_rows)
-        except IntegrityError:
-            logger.warning("a record batch was partly written before; writing the rest row by row")
-        else:
-            return len(record_rows), len(usage_rows)
-    with transaction.atomic():
-        _records.insert(record_rows)
-        _usages.insert(usage_rows)
-    return len(record_rows), len(usage_rows)
+    created_at = created_at or timezone.now()
+    record: dict[str, Any] = {
+        "uid": uid,
+        "request_id": request_id,
+        "created_at": created_at,
+        "org_id": org_id,
+        "api_key_id": api_key_id,
+        "user_id": user_id,
+        "route": route[:200],
+        "method": method,
+        "model": model,
+        "status": status,
+        "worker_id": worker_id,
+        "worker_name": worker_name,
+        "attempts": attempts,
+        "streamed": streamed,
+        "latency_ms": latency_ms,
+        "upstream_latency_ms": upstream_latency_ms,
+        "ttfb_ms": ttfb_ms,
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "completion_tokens": usage.completion_tokens if usage else None,
+        "total_tokens": usage.total_tokens if usage else None,
+        "error": error[:500],
+    }
+    billed = None
+    if billed_units is not None:
+        billed = {
+            "request_uid": uid,
+            "request_id": request_id,
+            "created_at": created_at,
+            "org_id": org_id,
+            "api_key_id": api_key_id,
+            "route": route[:200],
+            "model": model,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "total_tokens": usage.total_tokens if usage else 0,
+            "units": billed_units,
+        }
+    if deferred:
+        recorder.submit(record, billed)
+    else:
+        write_records([record], [billed] if billed is not None else [])
 
 
 def delete_expired_records(*, batch_size: int = 5000, max_batches: int = 200) -> int:

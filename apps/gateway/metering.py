@@ -1,0 +1,87 @@
+"""Metering one ``/v1`` request: the plan's limits before it, its records and settling after.
+
+:func:`admit` asks :mod:`apps.plans.limits_async` whether the org may send this request
+(the ``x-ratelimit-*`` headers go on the response either way; a refusal is the 429).
+:func:`finish` runs when the response is over, whatever happened: it hands the request's
+record (and, for a success, its usage) to :func:`apps.requestlog.services.record_request`,
+settles the limits (tokens used, stream slot freed) without making the client wait, and
+writes the access log line.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.utils import timezone
+
+from apps.gateway.exchange import Exchange
+from apps.gateway.routes import Route
+from apps.plans import limits_async
+from apps.requestlog.services import record_request
+from pendra_console.request_id import log_access
+
+
+async def admit(exchange: Exchange, *, org_id: int, route: Route, streaming: bool) -> bool:
+    """Count the request against the org's plan; False once the 429 has been sent."""
+    admission = await limits_async.admit(org_id=org_id, kind=route.kind, streaming=streaming)
+    exchange.extra_headers.extend((name.encode(), value.encode()) for name, value in admission.headers.items())
+    if not admission.allowed:
+        await exchange.error_response(429, admission.detail, code="rate_limit_exceeded")
+        return False
+    exchange.admitted = True
+    exchange.admitted_stream = streaming
+    return True
+
+
+def finish(exchange: Exchange) -> None:
+    """Record the request, settle its limits and log it; never raises into the response."""
+    now = time.perf_counter()
+    principal = exchange.principal
+    worker = exchange.worker
+    usage = exchange.usage if exchange.succeeded else None
+    status = exchange.status or 499
+    billed = exchange.succeeded and principal is not None and exchange.route is not None
+    record_request(
+        uid=exchange.uid,
+        request_id=exchange.request_id,
+        created_at=timezone.now(),
+        org_id=principal.org_id if principal else None,
+        api_key_id=principal.key_id if principal else None,
+        user_id=principal.user_id if principal else None,
+        route=exchange.route.path if exchange.route else exchange.path,
+        method=exchange.method,
+        model=exchange.model,
+        status=status,
+        worker_id=worker.id if worker else None,
+        worker_name=worker.name if worker else "",
+        attempts=exchange.attempts,
+        streamed=exchange.streamed,
+        latency_ms=round((now - exchange.started) * 1000, 3),
+        upstream_latency_ms=_ms(exchange.upstream_started, exchange.upstream_finished),
+        ttfb_ms=_ms(exchange.upstream_started, exchange.first_byte_at),
+        usage=usage,
+        billed_units=exchange.units if billed else None,
+        error=exchange.error,
+    )
+    if exchange.admitted and principal is not None and exchange.route is not None:
+        # Counting tokens and freeing the stream slot happen after the response, off its path.
+        limits_async.spawn_settle(
+            org_id=principal.org_id,
+            kind=exchange.route.kind,
+            tokens=usage.total_tokens if usage else 0,
+            streaming=exchange.admitted_stream,
+        )
+    log_access(
+        method=exchange.method,
+        path=exchange.path,
+        status=status,
+        started=exchange.started,
+        worker=worker.name if worker else None,
+        attempts=exchange.attempts,
+    )
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000, 3)

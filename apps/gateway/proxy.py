@@ -1,0 +1,329 @@
+"""Proxying one ``/v1`` request to a GPU worker: attempts, timeouts, streaming.
+
+:meth:`Proxy.forward` picks workers from the :class:`~apps.gateway.routing.WorkerPool`
+and tries them in turn while nothing has reached the client (a worker's 5xx, reset or
+garbage is a :class:`Retry`); once bytes are out, a failure ends the stream with an
+error event instead. Phase timeouts come from the route (chat: silence between bytes;
+others: the total) and answer 504. If the client goes away the attempt is cancelled,
+which closes the upstream connection. Upstream 4xx answers and OpenAI error envelopes
+pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+import aiohttp
+from django.conf import settings
+
+from apps.gateway import validation
+from apps.gateway.exchange import JSON, ClientGone, Exchange
+from apps.gateway.routes import Route
+from apps.gateway.routing import FleetSnapshot, WorkerPool
+from apps.gateway.streaming import SSEFilter
+from apps.keys.authentication import KeyPrincipal
+from apps.requestlog.services import TokenUsage
+from apps.workers.selectors import WorkerTarget
+
+logger = logging.getLogger("pendra.gateway")
+
+# Headers a client may pass on to the worker. Credentials, cookies and hop-by-hop
+# headers never leave; x-sim-* drive the bundled simulator's fault knobs.
+_FORWARDED = {b"content-type", b"accept", b"user-agent"}
+_MAX_ERROR_BODY = 64 * 1024
+
+
+class Retry(Exception):
+    """This worker failed before anything reached the client: try another."""
+
+    def __init__(self, reason: str, upstream_error: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.upstream_error = upstream_error
+
+
+class UpstreamTimeout(Exception):
+    pass
+
+
+def _timeout_detail(route: Route, seconds: float) -> str:
+    if route.idle_timeout:
+        return (
+            f"Timed out: the worker sent nothing for {seconds:g} s (the chat idle limit). "
+            'Use "stream": true for long generations.'
+        )
+    if route.kind == "embeddings":
+        return f"Timed out: the embeddings request exceeded the {seconds:g} s limit. Send smaller batches."
+    return f"Timed out: the {route.noun} exceeded the {seconds:g} s limit. Ask for less per request."
+
+
+def _openai_envelope(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and "message" in error:
+        return error
+    return None
+
+
+def _usage_numbers(usage: Any) -> TokenUsage | None:
+    if not isinstance(usage, dict):
+        return None
+    numbers = {}
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = usage.get(name, 0)
+        numbers[name] = value if isinstance(value, int) and value >= 0 else 0
+    if not numbers["total_tokens"]:
+        numbers["total_tokens"] = numbers["prompt_tokens"] + numbers["completion_tokens"]
+    return TokenUsage(**numbers)
+
+
+class Proxy:
+    """The upstream side of the gateway: one pooled HTTP client per process, and the attempts."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # One pooled client per process; connections to workers are kept alive.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=60, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def forward(
+        self,
+        exchange: Exchange,
+        route: Route,
+        valid: validation.ValidRequest,
+        body: bytes,
+        fleet: FleetSnapshot,
+        principal: KeyPrincipal,
+    ) -> None:
+        """Answer the client from a worker, or with the 5xx that says why none could."""
+        await self.until_disconnect(exchange, self.proxy(exchange, route, valid, body, fleet, principal))
+
+    async def until_disconnect(self, exchange: Exchange, work: Awaitable[None]) -> None:
+        """Run ``work``; if the client goes away first, cancel it, which closes the upstream connection."""
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(_disconnected(exchange.receive))
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientGone
+
+    async def proxy(
+        self,
+        exchange: Exchange,
+        route: Route,
+        valid: validation.ValidRequest,
+        body: bytes,
+        fleet: FleetSnapshot,
+        principal: KeyPrincipal,
+    ) -> None:
+        limit = float(getattr(settings, route.timeout_setting))
+        deadline = None if route.idle_timeout else time.monotonic() + limit
+        payload = valid.upstream_body if valid.upstream_body is not None else body
+        headers = {
+            name.decode(): value.decode("latin-1")
+            for name, value in exchange.headers.items()
+            if name in _FORWARDED or name.startswith(b"x-sim-")
+        }
+        headers["X-Request-Id"] = exchange.request_id
+        headers["Accept-Encoding"] = "identity"
+
+        tried: set[str] = set()
+        last_reason = ""
+        upstream_error = None
+        for _ in range(settings.PENDRA_MAX_ATTEMPTS):
+            candidates = self.pool.candidates(fleet, valid.model, principal.org_id or 0, tried)
+            if not candidates:
+                break
+            worker = candidates[0]
+            tried.add(worker.id)
+            exchange.worker = worker
+            exchange.attempts += 1
+            self.pool.started(worker.id)
+            try:
+                await self.attempt(exchange, route, valid, worker, payload, headers, deadline, limit)
+            except Retry as failure:
+                self.pool.failed(worker.id)
+                last_reason = failure.reason
+                upstream_error = failure.upstream_error
+                logger.warning("worker %s failed (%s); %s", worker.name, failure.reason, "trying another")
+                continue
+            except UpstreamTimeout:
+                self.pool.failed(worker.id)
+                return await exchange.error_response(504, _timeout_detail(route, limit), code="timeout")
+            finally:
+                self.pool.finished(worker.id)
+            self.pool.succeeded(worker.id)
+            return
+        if exchange.attempts == 0:
+            return await exchange.error_response(
+                503,
+                f'No healthy worker is serving "{valid.model}" right now; retry shortly.',
+                code="no_worker",
+                headers=[(b"retry-after", b"5")],
+            )
+        await exchange.error_response(
+            502,
+            f"The GPU worker failed ({last_reason}); retrying picks a different worker.",
+            code="worker_error",
+            upstream_error=upstream_error,
+        )
+
+    async def attempt(
+        self,
+        exchange: Exchange,
+        route: Route,
+        valid: validation.ValidRequest,
+        worker: WorkerTarget,
+        payload: bytes,
+        headers: dict[str, str],
+        deadline: float | None,
+        limit: float,
+    ) -> None:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise UpstreamTimeout
+        timeout = aiohttp.ClientTimeout(
+            total=remaining,
+            sock_connect=settings.PENDRA_CONNECT_TIMEOUT,
+            sock_read=limit if route.idle_timeout else None,
+        )
+        exchange.upstream_started = time.perf_counter()
+        try:
+            response = await self.session.post(
+                worker.base_url + route.path, data=payload, headers=headers, timeout=timeout
+            )
+        except aiohttp.ServerTimeoutError as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise Retry("connection timed out") from None
+            raise UpstreamTimeout from None
+        except TimeoutError:
+            raise UpstreamTimeout from None
+        except aiohttp.ClientError as exc:
+            raise Retry(f"could not reach the worker: {exc.__class__.__name__}") from None
+        try:
+            if valid.stream and response.status < 300 and response.content_type == "text/event-stream":
+                await self.relay_stream(exchange, response, valid, route)
+            else:
+                await self.relay_body(exchange, response, route)
+        except TimeoutError:
+            raise UpstreamTimeout from None
+        finally:
+            response.close()
+
+    async def relay_body(self, exchange: Exchange, response: aiohttp.ClientResponse, route: Route) -> None:
+        try:
+            content = await response.read()
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamTimeout from None
+        except aiohttp.ClientError as exc:
+            raise Retry(f"the worker's response broke off: {exc.__class__.__name__}") from None
+        exchange.first_byte_at = exchange.upstream_finished = time.perf_counter()
+        status = response.status
+        if status >= 500:
+            raise Retry(f"HTTP {status}", _openai_envelope(content[:_MAX_ERROR_BODY]))
+        content_type = response.headers.get("Content-Type", "application/octet-stream").encode("latin-1")
+        if status >= 400:
+            # The worker refused the request itself: its answer (often an OpenAI envelope) goes back as it is.
+            exchange.error = f"worker answered HTTP {status}"
+            return await exchange.respond(status, content, content_type)
+        if route.json_response or content_type.startswith(JSON):
+            try:
+                data = json.loads(content)
+            except (ValueError, UnicodeDecodeError):
+                raise Retry("the worker returned a malformed body") from None
+            if not isinstance(data, dict):
+                raise Retry("the worker returned a malformed body")
+            exchange.usage = _usage_numbers(data.get("usage"))
+            if route.kind == "images" and isinstance(data.get("data"), list):
+                exchange.units = len(data["data"])
+        elif not content:
+            raise Retry("the worker returned an empty body")
+        exchange.succeeded = True
+        await exchange.respond(status, content, content_type)
+
+    async def relay_stream(
+        self, exchange: Exchange, response: aiohttp.ClientResponse, valid: validation.ValidRequest, route: Route
+    ) -> None:
+        stream = SSEFilter(strip_usage=not valid.include_usage)
+        try:
+            first = await response.content.readany()
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamTimeout from None
+        except aiohttp.ClientError as exc:
+            raise Retry(f"the stream broke before its first byte: {exc.__class__.__name__}") from None
+        if not first:
+            raise Retry("the worker closed the stream before its first byte")
+        exchange.first_byte_at = time.perf_counter()
+        exchange.streamed = True
+        await exchange.start(
+            200, [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+        )
+        # From here on the client has bytes: failures end the stream with an error event, never a replay.
+        chunk = first
+        while chunk:
+            out = stream.feed(chunk)
+            if out:
+                await exchange.body(out, more=True)
+            try:
+                chunk = await response.content.readany()
+            except (aiohttp.ServerTimeoutError, TimeoutError):
+                return await self.break_stream(exchange, 504, _timeout_detail(route, settings.PENDRA_CHAT_IDLE_TIMEOUT))
+            except aiohttp.ClientError as exc:
+                return await self.break_stream(
+                    exchange, 502, f"The worker's stream broke off ({exc.__class__.__name__})."
+                )
+        tail = stream.flush()
+        if tail:
+            await exchange.body(tail, more=True)
+        exchange.upstream_finished = time.perf_counter()
+        exchange.usage = _usage_numbers(stream.usage)
+        if not stream.done:
+            return await self.break_stream(exchange, 502, "The worker ended the stream without finishing it.")
+        exchange.succeeded = True
+        await exchange.body(b"", more=False)
+
+    async def break_stream(self, exchange: Exchange, status: int, detail: str) -> None:
+        exchange.error = detail
+        exchange.status = status
+        exchange.usage = None
+        event = {
+            "detail": detail,
+            "request_id": exchange.request_id,
+            "error": {"message": detail, "type": "api_error", "code": "stream_broken", "param": None},
+        }
+        await exchange.body(b"data: " + json.dumps(event).encode() + b"\n\n", more=False)
+
+
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
