@@ -32,6 +32,10 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## make typecheck: mypy (strict, with the Django and DRF plugins) on pendra_console/ and apps/gateway/
+typecheck: $(STAMP)
+	DEBUG=1 $(BIN)/mypy
+
 migrations-check: $(STAMP)
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 

@@ -23,7 +23,7 @@ return false
 class RedisCache(DjangoRedisCache):
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         key = self.make_and_validate_key(key, version=version)
-        client = self._cache.get_client(key, write=True)
+        client = self._cache.get_client(key, write=True)  # type: ignore[attr-defined]  # not in django-stubs
         value = client.eval(_INCR_IF_EXISTS, 1, key, delta)
         if value is None:
             raise ValueError(f"Key '{key}' not found.")

@@ -2,7 +2,7 @@
 
 import os
 
-from celery import Celery
+from celery import Celery  # type: ignore[import-untyped]  # celery ships no type information
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pendra_console.settings")
 

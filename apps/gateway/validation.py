@@ -68,7 +68,7 @@ def _int_field(data: dict[str, Any], name: str, low: int, high: int) -> int | No
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidRequest(f'"{name}" must be an integer from {low} to {high}.', name)
-    return value
+    return int(value)
 
 
 def _number_field(data: dict[str, Any], name: str, low: float, high: float) -> None:
