@@ -109,6 +109,8 @@ INSTALLED_APPS = [
     "apps.requestlog",
     "apps.gateway",
     "apps.console",
+    # Development only (make run, tests, the bench): a simulated GPU worker; no models, no routes.
+    "apps.simulator",
 ]
 
 MIDDLEWARE = [

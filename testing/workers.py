@@ -1,7 +1,7 @@
 """Worker simulator fixtures: real OpenAI-compatible HTTP servers on loopback, in threads.
 
 ``simulator`` is a factory: ``sim = simulator("sim-a", status=500)`` starts one on a free
-port (keyword arguments are instance-wide faults, see :class:`apps.workers.simulator.Faults`).
+port (keyword arguments are instance-wide faults, see :class:`apps.simulator.server.Faults`).
 ``register_sim(sim)`` registers a started simulator as a worker and probes it, so it is
 healthy. Every simulator a test started is stopped at teardown.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from apps.workers.simulator import DEFAULT_MODELS, Faults, Simulator, SimulatorServer
+from apps.simulator.server import DEFAULT_MODELS, Faults, Simulator, SimulatorServer
 from testing.servers import free_port
 
 
@@ -61,7 +61,7 @@ class Sim:
         return {"name": self.name, **self.simulator.stats.as_dict()}
 
     def reset_stats(self) -> None:
-        from apps.workers.simulator import Stats
+        from apps.simulator.server import Stats
 
         self.simulator.stats = Stats()
 

@@ -1,20 +1,14 @@
-"""The management commands: register_worker (idempotent, --probe) and simulate_worker (a real server)."""
+"""The register_worker management command: idempotent by name, --probe."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-import time
 from io import StringIO
 
-import httpx
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from apps.workers.models import Worker, WorkerState
-from testing.servers import free_port
 from testing.workers import SimFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,31 +67,3 @@ def test_register_worker_refuses_an_unsafe_url() -> None:
         call_command("register_worker", "w", "file:///etc/passwd", stdout=StringIO())
 
     assert not Worker.objects.exists()
-
-
-def test_simulate_worker_serves_until_stopped() -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "simulate_worker", "--port", str(port), "--name",
-         "cli-sim", "--models", "m1:chat", "--status", "503"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "simulate_worker did not start"
-                time.sleep(0.1)
-        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
-        chat = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "m1", "messages": []})
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-    assert health.json() == {"status": "ok", "name": "cli-sim"}
-    assert [m["id"] for m in models["data"]] == ["m1"]
-    assert chat.status_code == 503  # the --status flag applies to every /v1 request

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.orgs.models import Organisation
 from apps.workers import health, selectors, services
-from apps.workers.simulator import parse_models
+from apps.workers.model_spec import parse_models
 
 
 class Command(BaseCommand):

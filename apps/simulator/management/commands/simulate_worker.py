@@ -8,7 +8,8 @@ from typing import Any
 from aiohttp import web
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.workers.simulator import DEFAULT_MODELS, Faults, Simulator, parse_models
+from apps.simulator.server import DEFAULT_MODELS, Faults, Simulator
+from apps.workers.model_spec import parse_models
 
 DEFAULT_MODELS_SPEC = ",".join(f"{name}:{kind}" for name, kind in DEFAULT_MODELS.items())
 

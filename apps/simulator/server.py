@@ -74,18 +74,6 @@ _VOCABULARY = ("the", "simulated", "worker", "answers", "with", "deterministic",
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def parse_models(spec: str) -> dict[str, str]:
-    """``"a:chat,b:embeddings"`` -> ``{"a": "chat", "b": "embeddings"}`` (a name without kind is chat)."""
-    models: dict[str, str] = {}
-    for item in spec.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, _, kind = item.partition(":")
-        models[name.strip()] = kind.strip() or "chat"
-    return models
-
-
 @dataclass(slots=True)
 class Faults:
     latency_ms: float = 0.0
