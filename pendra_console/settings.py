@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pendra_console.env import env_bool, env_float, env_int, env_list
 from pendra_console.envfile import load_env_file
 
 # Development values from `.env` (written by `make run`), never over the real environment;
@@ -25,51 +26,6 @@ ENV_FILE = load_env_file()
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PENDRA_VAR_DIR") or BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
-
-
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name}={value} is below the minimum of {minimum}")
-    return value
-
-
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name}={value} is below the minimum of {minimum}")
-    return value
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 def _dev_secret_key() -> str:
@@ -346,6 +302,7 @@ SPECTACULAR_SETTINGS = {
 # Keys: the pepper makes a leaked hash table useless without the server's secret.
 PENDRA_KEY_PEPPER = os.environ.get("PENDRA_KEY_PEPPER", SECRET_KEY)
 PENDRA_KEY_CACHE_SECONDS = env_float("PENDRA_KEY_CACHE_SECONDS", 1.0)
+PENDRA_PLAN_CACHE_SECONDS = env_float("PENDRA_PLAN_CACHE_SECONDS", 1.0)
 
 # Gateway timeouts, in seconds.
 PENDRA_CONNECT_TIMEOUT = env_float("PENDRA_CONNECT_TIMEOUT", 5.0, minimum=0.01)

@@ -1,7 +1,7 @@
 """Reads of the plan catalogue and of an organisation's plan.
 
 :func:`plan_for_org` is on the hot path of every rate-limited request, so its answer
-is kept in process memory for at most :data:`PLAN_CACHE_SECONDS`. A plan change or a
+is kept in process memory for at most ``PENDRA_PLAN_CACHE_SECONDS`` (default 1 s). A plan change or a
 catalogue edit evicts it at once in the process that made it; other processes see it
 within that second ("a plan change applies to the next request"). The cache is
 :class:`pendra_console.ttl_cache.TTLCache`: the gateway's requests that find an entry
@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -20,8 +21,6 @@ from django.utils import timezone
 from apps.plans.catalogue import DEFAULT_PLAN, ensure_catalogue
 from apps.plans.models import Plan, Subscription
 from pendra_console.ttl_cache import TTLCache
-
-PLAN_CACHE_SECONDS = 1.0
 
 # Every limit a plan carries, in the order the API shows them.
 LIMIT_FIELDS: tuple[str, ...] = (
@@ -61,7 +60,7 @@ class PlanLimits:
 
 
 # org id -> its plan's limits; 0 holds the default plan (org ids start at 1).
-plan_cache: TTLCache[int, PlanLimits] = TTLCache(PLAN_CACHE_SECONDS)
+plan_cache: TTLCache[int, PlanLimits] = TTLCache(lambda: settings.PENDRA_PLAN_CACHE_SECONDS)
 
 
 def default_plan() -> Plan:

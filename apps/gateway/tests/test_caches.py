@@ -54,6 +54,7 @@ def _burst(gateway: Gateway, path: str, **request) -> Counter[int]:
 
 def test_an_expired_plan_is_loaded_once_for_a_burst(gateway: Gateway, settings, monkeypatch) -> None:
     settings.PENDRA_KEY_CACHE_SECONDS = 60
+    settings.PENDRA_PLAN_CACHE_SECONDS = 60
     with gateway.http() as http:
         assert http.post("/v1/embeddings", json=EMBED).status_code == 200  # warms key, plan and fleet
     plan_cache.clear()

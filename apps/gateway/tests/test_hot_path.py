@@ -17,6 +17,7 @@ CHAT = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello"}],
 
 def test_a_warm_request_reads_no_table(gateway: Gateway, settings, monkeypatch) -> None:
     settings.PENDRA_KEY_CACHE_SECONDS = 60
+    settings.PENDRA_PLAN_CACHE_SECONDS = 60  # a slow run must not see the plan expire mid-test
     queries: Counter[str] = Counter()
     original = db_utils.CursorWrapper.execute
 
