@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 
 from django.core.cache import cache
 from django.db import connection
@@ -11,6 +12,10 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 logger = logging.getLogger("pendra.health")
+
+# Figures apps add to /readyz's body (e.g. requestlog's unwritten-record backlog), registered
+# from their AppConfig.ready() so this bottom layer imports no app.
+readiness_details: dict[str, Callable[[], object]] = {}
 
 
 @require_GET
@@ -53,10 +58,16 @@ def readyz(request: HttpRequest) -> JsonResponse:
         else:
             results[name] = "ok"
     down = [name for name, state in results.items() if state != "ok"]
+    details = {name: figure() for name, figure in readiness_details.items()}
     if down:
         return JsonResponse(
-            {"status": "unavailable", "detail": f"Not ready: {', '.join(down)} unreachable", "checks": results},
+            {
+                "status": "unavailable",
+                "detail": f"Not ready: {', '.join(down)} unreachable",
+                "checks": results,
+                **details,
+            },
             status=503,
             headers={"Retry-After": "5"},
         )
-    return JsonResponse({"status": "ok", "checks": results})
+    return JsonResponse({"status": "ok", "checks": results, **details})

@@ -28,6 +28,7 @@ from apps.gateway.routes import Route
 from apps.gateway.routing import FleetSnapshot, WorkerPool
 from apps.gateway.streaming import SSEFilter
 from apps.keys.authentication import KeyPrincipal
+from apps.requestlog.cleaning import MAX_TOKEN_COUNT, TOKEN_FIELDS
 from apps.requestlog.services import TokenUsage
 from apps.workers.selectors import WorkerTarget
 
@@ -75,14 +76,23 @@ def _openai_envelope(body: bytes) -> dict[str, Any] | None:
 
 
 def _usage_numbers(usage: Any) -> TokenUsage | None:
+    """The worker's token counts, or None when it reported none or a count no one can believe.
+
+    A count beyond what a record's column holds would otherwise reach the token-limit
+    counter (which refuses it, leaving the stream slot held) and the usage row.
+    """
     if not isinstance(usage, dict):
         return None
     numbers = {}
-    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+    for name in TOKEN_FIELDS:
         value = usage.get(name, 0)
+        if isinstance(value, int) and value > MAX_TOKEN_COUNT:
+            return None
         numbers[name] = value if isinstance(value, int) and value >= 0 else 0
     if not numbers["total_tokens"]:
         numbers["total_tokens"] = numbers["prompt_tokens"] + numbers["completion_tokens"]
+    if numbers["total_tokens"] > MAX_TOKEN_COUNT:
+        return None
     return TokenUsage(**numbers)
 
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from apps.keys.authentication import touch_last_used
-from apps.requestlog.writer import write_records
+from apps.requestlog.writer import UNREACHABLE, write_records
 
 logger = logging.getLogger("pendra.requestlog")
 
@@ -37,6 +37,7 @@ class Recorder:
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._in_flight = 0
         self.dropped = 0
 
     def submit(self, record: dict[str, Any], usage: dict[str, Any] | None = None) -> None:
@@ -59,6 +60,10 @@ class Recorder:
     def pending(self) -> int:
         return len(self._records) + len(self._usages)
 
+    def backlog(self) -> int:
+        """Rows submitted and not yet written: grows only while the database is unreachable."""
+        return len(self._records) + len(self._usages) + self._in_flight
+
     def flush(self) -> int:
         """Write everything submitted so far. Safe to call from any thread."""
         with self._flush_lock:
@@ -67,21 +72,39 @@ class Recorder:
             touches = [self._touches.popleft() for _ in range(len(self._touches))]
             if not (records or usages or touches):
                 return 0
+            self._in_flight = len(records) + len(usages)
             try:
                 close_old_connections()
+                # A row the database refuses is set aside there; only an unreachable database raises.
                 write_records(records, usages)
-                for key_id, at in touches:
-                    touch_last_used(key_id, at)
-            except Exception:
-                logger.exception("writing %d request records failed; retrying on the next tick", len(records))
+            except UNREACHABLE as exc:
+                logger.error(
+                    "database unreachable (%s); %d request records kept for the next tick",
+                    exc.__class__.__name__,
+                    len(records),
+                )
                 # Put the batch back in front, in order, for the next attempt.
                 self._records.extendleft(reversed(records))
                 self._usages.extendleft(reversed(usages))
                 connection.close()
                 return 0
             finally:
+                self._in_flight = 0
                 close_old_connections()  # CONN_MAX_AGE decides whether the writer keeps its connection
+            self._touch(touches)
             return len(records)
+
+    @staticmethod
+    def _touch(touches: list[tuple[int, datetime]]) -> None:
+        # "Last used" is a hint for the console: a failed update is logged, never retried.
+        try:
+            for key_id, at in touches:
+                touch_last_used(key_id, at)
+        except Exception:
+            logger.exception("could not update %d keys' last use", len(touches))
+            connection.close()
+        finally:
+            close_old_connections()
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -105,3 +128,8 @@ class Recorder:
 
 recorder = Recorder()
 atexit.register(recorder.flush)
+
+
+def records_backlog() -> int:
+    """Request and usage rows this process has accepted and not yet written (metrics, /readyz)."""
+    return recorder.backlog()

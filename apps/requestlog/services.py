@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.requestlog.models import RequestRecord
 from apps.requestlog.recorder import recorder
-from apps.requestlog.writer import write_records
+from apps.requestlog.writer import clean_record, clean_usage, write_records
 
 logger = logging.getLogger("pendra.requestlog")
 
@@ -102,6 +102,9 @@ def record_request(
             "total_tokens": usage.total_tokens if usage else 0,
             "units": billed_units,
         }
+    # Whatever a client or a worker put in a value, the row is storable (apps/requestlog/cleaning.py).
+    record = clean_record(record)
+    billed = clean_usage(billed) if billed is not None else None
     if deferred:
         recorder.submit(record, billed)
     else:

@@ -10,8 +10,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, models, transaction
 
+from apps.requestlog.cleaning import TOKEN_FIELDS, RowCleaner
 from apps.requestlog.models import RequestRecord, UsageRecord
 
 logger = logging.getLogger("pendra.requestlog")
@@ -74,19 +75,65 @@ _records = _Table(RequestRecord)
 _usages = _Table(UsageRecord)
 
 
+# record_request cleans every row with these, so the values a client or a worker chose
+# can never make the database refuse it.
+clean_record = RowCleaner(RequestRecord, together=TOKEN_FIELDS)
+clean_usage = RowCleaner(UsageRecord, together=TOKEN_FIELDS)
+
+# The database is unreachable or went away mid-batch: the batch is kept and retried.
+UNREACHABLE = (OperationalError, InterfaceError)
+
+
 def write_records(
     records: Iterable[Mapping[str, Any]],
     usages: Iterable[Mapping[str, Any]] = (),
 ) -> tuple[int, int]:
-    """Insert request records and their usage in one transaction.
+    """Insert request records and their usage in one transaction; return how many were written.
 
     A request record is unique per server-minted ``uid`` and a usage row per request uid,
     so writing the same batch twice (a retry after a lost commit acknowledgement) neither
     duplicates a record nor bills twice.
+
+    A row the database refuses (which cleaning should make impossible) must not hold the
+    others back: the batch is then written row by row and each refused row is logged once,
+    with its request id, and set aside. Only an unreachable database raises (``UNREACHABLE``),
+    so the caller keeps the batch for a later attempt.
     """
     record_rows, usage_rows = list(records), list(usages)
     if not (record_rows or usage_rows):
         return 0, 0
+    try:
+        return _write_batch(record_rows, usage_rows)
+    except UNREACHABLE:
+        raise
+    except Exception:
+        logger.warning("a record batch of %d was refused; writing it row by row", len(record_rows) + len(usage_rows))
+    return _write_each(_records, record_rows), _write_each(_usages, usage_rows)
+
+
+def _write_each(table: _Table, rows: list[Mapping[str, Any]]) -> int:
+    written = 0
+    for row in rows:
+        try:
+            with transaction.atomic():
+                table.insert([row])
+        except UNREACHABLE:
+            raise
+        except Exception as exc:
+            # The driver's message names the constraint; its first line is enough to find the cause.
+            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            logger.error(
+                "%s of request %s set aside, the database refused it: %s",
+                table.model._meta.verbose_name,
+                row.get("request_id", "?"),
+                reason[:300],
+            )
+        else:
+            written += 1
+    return written
+
+
+def _write_batch(record_rows: list[Mapping[str, Any]], usage_rows: list[Mapping[str, Any]]) -> tuple[int, int]:
     if connection.vendor == "postgresql":
         try:
             with transaction.atomic():

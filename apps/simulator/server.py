@@ -24,6 +24,8 @@ error_envelope    x-sim-error-envelope    answer this status with an OpenAI erro
 reset_after       x-sim-reset-after       abort the TCP connection after N stream chunks
                                           (a non-streamed request is reset before any byte)
 garbage           x-sim-garbage: 1        200 with a body that is not JSON
+prompt_tokens     x-sim-prompt-tokens     report this many prompt tokens for a chat completion
+                                          (any integer >= 0: a worker's numbers are not trusted)
 ================  ======================  =========================================================
 
 ``GET /_sim/stats`` counts requests per path, completed streams and client disconnects, and
@@ -85,6 +87,7 @@ class Faults:
     reset_after: int | None = None
     garbage: bool = False
     health_status: int | None = None
+    prompt_tokens: int | None = None
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Faults:
@@ -112,6 +115,7 @@ _HEADER_FAULTS = {
     "x-sim-error-envelope": "error_envelope",
     "x-sim-reset-after": "reset_after",
     "x-sim-garbage": "garbage",
+    "x-sim-prompt-tokens": "prompt_tokens",
 }
 
 
@@ -128,8 +132,8 @@ def _coerce(name: str, value: Any) -> Any:
     integer = int(value)
     if name in {"status", "error_envelope", "health_status"} and not 100 <= integer <= 599:
         raise ValueError(f"{name} must be an HTTP status")
-    if name == "reset_after" and integer < 0:
-        raise ValueError("reset_after must be >= 0")
+    if name in {"reset_after", "prompt_tokens"} and integer < 0:
+        raise ValueError(f"{name} must be >= 0")
     return integer
 
 
@@ -359,6 +363,9 @@ class Simulator:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_COMPLETION_TOKENS:
             return openai_error(400, f"max_tokens must be an integer 1-{MAX_COMPLETION_TOKENS}", param="max_tokens")
         prompt_tokens = sum(_content_words(m.get("content")) for m in messages if isinstance(m, dict))
+        reported: Faults = request[FAULTS]
+        if reported.prompt_tokens is not None:
+            prompt_tokens = reported.prompt_tokens
         words = [_VOCABULARY[i % len(_VOCABULARY)] for i in range(limit)]
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": limit, "total_tokens": prompt_tokens + limit}
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"

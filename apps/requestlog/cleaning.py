@@ -1,0 +1,107 @@
+"""Making a record row storable whatever a client or a worker put in it.
+
+A model name, a path or an error text can carry NUL, control characters or lone
+surrogates (valid JSON escapes that no UTF-8 column holds), or be longer than its
+column; a worker can report token counts no integer column holds. Every row is
+cleaned where it is built, so the database never refuses it because of its values:
+
+- text: lone surrogates and control characters become U+FFFD, then the text is cut
+  to its column's length (support staff see that something odd was sent, and where);
+- integers: a value outside the column's range (or not an integer) is not believed:
+  ``NULL`` where the column allows it, else its default;
+- floats: NaN and infinities likewise;
+- token counts are believed together or not at all: one unbelievable count makes the
+  whole set unreported (billing never rests on half a worker's report).
+
+The common case costs one regular-expression search per text field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import models
+
+# C0 and C1 controls (NUL included), DEL, and the surrogate range.
+_SUSPECT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+REPLACEMENT = "\ufffd"
+
+# The ranges PostgreSQL enforces (Django's positive fields add a CHECK >= 0).
+_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "PositiveSmallIntegerField": (0, 2**15 - 1),
+    "PositiveIntegerField": (0, 2**31 - 1),
+    "SmallIntegerField": (-(2**15), 2**15 - 1),
+    "IntegerField": (-(2**31), 2**31 - 1),
+    "PositiveBigIntegerField": (0, 2**63 - 1),
+    "BigIntegerField": (-(2**63), 2**63 - 1),
+}
+
+
+def clean_text(value: str, max_length: int | None) -> str:
+    if _SUSPECT.search(value) is not None:
+        # Re-pair surrogates a UTF-16 round trip can join, replace the lone ones, then the controls.
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        value = _CONTROLS.sub(REPLACEMENT, value)
+    if max_length is not None and len(value) > max_length:
+        value = value[:max_length]
+    return value
+
+
+TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+MAX_TOKEN_COUNT = _INTEGER_RANGES["PositiveIntegerField"][1]
+
+
+class RowCleaner:
+    """Cleans the dict rows of one model: known columns only, each within what it can hold."""
+
+    def __init__(self, model: type[models.Model], *, together: tuple[str, ...] = ()) -> None:
+        self.together = together
+        self.text: dict[str, tuple[int | None, bool]] = {}
+        self.integers: dict[str, tuple[int, int, Any]] = {}
+        self.floats: dict[str, Any] = {}
+        for field in model._meta.concrete_fields:
+            if field.primary_key:
+                continue
+            default = None if field.null else field.get_default()
+            internal = field.get_internal_type()
+            if isinstance(field, models.CharField | models.TextField):
+                self.text[field.attname] = (field.max_length, field.null)
+            elif internal in _INTEGER_RANGES and not field.is_relation:
+                low, high = _INTEGER_RANGES[internal]
+                self.integers[field.attname] = (low, high, default if default is not None or field.null else low)
+            elif isinstance(field, models.FloatField):
+                self.floats[field.attname] = default if default is not None or field.null else 0.0
+
+    def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        clean = dict(row)
+        for name, (max_length, nullable) in self.text.items():
+            value = clean.get(name)
+            if value is None:
+                if name in clean and not nullable:
+                    clean[name] = ""
+                continue
+            if type(value) is not str:
+                value = str(value)
+            clean[name] = clean_text(value, max_length)
+        unbelieved = False
+        for name, (low, high, fallback) in self.integers.items():
+            value = clean.get(name)
+            if value is None:
+                continue
+            if type(value) is not int or not low <= value <= high:
+                clean[name] = fallback
+                unbelieved = unbelieved or name in self.together
+        if unbelieved:
+            for name in self.together:
+                clean[name] = self.integers[name][2]
+        for name, fallback in self.floats.items():
+            value = clean.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                clean[name] = fallback
+        return clean
