@@ -1,7 +1,13 @@
-"""How a web process is started: one command line for `make run`, the benchmarks and the tests."""
+"""How a web process is started: one command line for `make run`, the benchmarks, the tests and the image.
+
+``python -m pendra_console.serving --host 0.0.0.0 --port 8000 --workers 2`` runs uvicorn
+with that command line (the container's default command).
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 
 
@@ -12,3 +18,19 @@ def uvicorn_command(*, host: str, port: int, workers: int = 1, log_level: str = 
         "--host", host, "--port", str(port), "--workers", str(workers),
         "--log-level", log_level, "--no-access-log", "--lifespan", "on",
     ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pendra_console.serving", description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("PENDRA_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PENDRA_PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("PENDRA_WEB_PROCESSES", "1")))
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    command = uvicorn_command(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+    # exec: uvicorn becomes this process, so the orchestrator's SIGTERM reaches it directly.
+    os.execv(command[0], command)  # noqa: S606 (a fixed argument list, no shell)
+
+
+if __name__ == "__main__":
+    main()
