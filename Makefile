@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint lint-check fmt typecheck migrations-check check-deploy bench clean
+.PHONY: run test scaleout lint lint-check fmt typecheck migrations-check check-deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -20,6 +20,10 @@ run: $(STAMP)
 ## make test: the whole suite, on throwaway PostgreSQL and Redis when their binaries are installed
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make scaleout: two web nodes behind nginx, two Celery workers, one beat, one PostgreSQL and one Redis act as one
+scaleout: $(STAMP)
+	$(BIN)/python -m pytest -m scaleout pendra_console/tests/test_scaleout.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,7 +7,10 @@ Tests that talk to it over HTTP (the OpenAI SDK, streaming, disconnects) need
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,7 +19,6 @@ from pathlib import Path
 
 import uvicorn
 
-from pendra_console.serving import uvicorn_command
 from testing.servers import free_port
 
 
@@ -75,21 +77,28 @@ def session_database_url() -> str:
 class ServerProcesses:
     """``count`` uvicorn processes serving the project with ``env``; their URLs inside ``with``."""
 
-    def __init__(self, env: dict[str, str], *, count: int = 1) -> None:
+    def __init__(self, env: dict[str, str], *, count: int = 1, workers: int = 1) -> None:
         self.env = env
         self.count = count
+        self.workers = workers
         self.started: list[tuple[subprocess.Popen[bytes], str, str]] = []
 
     def __enter__(self) -> list[str]:
         for _ in range(self.count):
             port = free_port()
             log = tempfile.NamedTemporaryFile(prefix=f"pendra-uvicorn-{port}-", suffix=".log", delete=False)
+            # As production starts a node (pendra_console.serving), each in a process group of its
+            # own, so a signal reaches one node's processes and no other's.
             process = subprocess.Popen(
-                uvicorn_command(host="127.0.0.1", port=port, log_level="warning"),
+                [
+                    *(sys.executable, "-m", "pendra_console.serving", "--host", "127.0.0.1", "--port", str(port)),
+                    *("--workers", str(self.workers), "--log-level", "warning"),
+                ],
                 cwd=Path(__file__).resolve().parent.parent,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             self.started.append((process, f"http://127.0.0.1:{port}", log.name))
         try:
@@ -114,13 +123,24 @@ class ServerProcesses:
                 time.sleep(0.1)
         raise RuntimeError(f"server at {url} did not start within 60 s")
 
+    def signal(self, index: int, signum: int) -> subprocess.Popen[bytes]:
+        """Send ``signum`` to every process of node ``index`` (as an orchestrator stopping a pod would)."""
+        process = self.started[index][0]
+        if process.poll() is None:
+            os.killpg(process.pid, signum)
+        return process
+
+    def log(self, index: int) -> str:
+        return Path(self.started[index][2]).read_text(errors="replace")
+
     def __exit__(self, *exc: object) -> None:
-        for process, _, _ in self.started:
-            process.terminate()
+        for index in range(len(self.started)):
+            self.signal(index, signal.SIGTERM)
         for process, _, log_path in self.started:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
             Path(log_path).unlink(missing_ok=True)
         self.started.clear()
