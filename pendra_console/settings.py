@@ -300,7 +300,16 @@ SPECTACULAR_SETTINGS = {
 # --- Pendra ----------------------------------------------------------------
 
 # Keys: the pepper makes a leaked hash table useless without the server's secret.
-PENDRA_KEY_PEPPER = os.environ.get("PENDRA_KEY_PEPPER", SECRET_KEY)
+# PENDRA_KEY_PEPPERS lists several, newest first: new keys are hashed with the first, and a
+# presented key is checked against each, so a pepper is rotated without invalidating keys at
+# once (docs/runbook.md). PENDRA_KEY_PEPPER (one pepper) and SECRET_KEY are the older defaults.
+if os.environ.get("PENDRA_KEY_PEPPERS") is not None and os.environ.get("PENDRA_KEY_PEPPER") is not None:
+    raise ImproperlyConfigured("Set PENDRA_KEY_PEPPERS or PENDRA_KEY_PEPPER, not both")
+PENDRA_KEY_PEPPERS = env_list("PENDRA_KEY_PEPPERS", os.environ.get("PENDRA_KEY_PEPPER") or SECRET_KEY)
+if not PENDRA_KEY_PEPPERS:
+    raise ImproperlyConfigured("PENDRA_KEY_PEPPERS must name at least one pepper")
+if len(set(PENDRA_KEY_PEPPERS)) != len(PENDRA_KEY_PEPPERS):
+    raise ImproperlyConfigured("PENDRA_KEY_PEPPERS lists a pepper twice")
 PENDRA_KEY_CACHE_SECONDS = env_float("PENDRA_KEY_CACHE_SECONDS", 1.0)
 PENDRA_PLAN_CACHE_SECONDS = env_float("PENDRA_PLAN_CACHE_SECONDS", 1.0)
 

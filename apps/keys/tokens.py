@@ -6,8 +6,11 @@
 - checksum: 6 base62 characters of CRC-32 over everything before it, so a mistyped
   or truncated key is rejected before any database query.
 
-Only ``HMAC-SHA256(pepper, secret)`` is stored. The pepper (``PENDRA_KEY_PEPPER``,
+Only ``HMAC-SHA256(pepper, secret)`` is stored. The pepper (``PENDRA_KEY_PEPPERS``,
 defaulting to ``SECRET_KEY``) means a copy of the table alone cannot be brute-forced.
+Several peppers may be listed, newest first: new secrets are hashed with the first and a
+presented secret matches a hash made with any of them, so rotating the pepper does not
+invalidate every key at once.
 """
 
 from __future__ import annotations
@@ -78,12 +81,22 @@ def parse_key(raw: str | None) -> ParsedKey | None:
     return ParsedKey(public_id=match["public_id"], secret=match["secret"])
 
 
+def _hmac(pepper: str, secret: str) -> str:
+    return hmac.new(pepper.encode(), secret.encode("ascii"), hashlib.sha256).hexdigest()
+
+
 def hash_secret(secret: str) -> str:
-    return hmac.new(settings.PENDRA_KEY_PEPPER.encode(), secret.encode("ascii"), hashlib.sha256).hexdigest()
+    """The hash stored for a new secret: made with the current (first) pepper."""
+    return _hmac(settings.PENDRA_KEY_PEPPERS[0], secret)
 
 
 def secret_matches(secret: str, stored_hash: str) -> bool:
-    return bool(stored_hash) and hmac.compare_digest(hash_secret(secret), stored_hash)
+    """True if ``stored_hash`` was made from ``secret`` with any configured pepper (constant time each)."""
+    if not stored_hash:
+        return False
+    # Every pepper is tried, match or not, so the time taken does not tell which one matched.
+    matches = [hmac.compare_digest(_hmac(pepper, secret), stored_hash) for pepper in settings.PENDRA_KEY_PEPPERS]
+    return any(matches)
 
 
 def key_from_headers(authorization: str | None, x_api_key: str | None) -> tuple[str | None, bool]:

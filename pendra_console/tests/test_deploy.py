@@ -46,3 +46,15 @@ def test_a_malformed_setting_stops_the_process_instead_of_being_guessed() -> Non
     result = _manage("check", env={**PRODUCTION, "PENDRA_CHAT_IDLE_TIMEOUT": "soon"})
     assert result.returncode != 0
     assert "PENDRA_CHAT_IDLE_TIMEOUT='soon' is not a number" in result.stderr
+
+
+def test_two_ways_of_naming_the_key_pepper_at_once_stop_the_process() -> None:
+    result = _manage("check", env={**PRODUCTION, "PENDRA_KEY_PEPPERS": "new,old", "PENDRA_KEY_PEPPER": "old"})
+    assert result.returncode != 0
+    assert "Set PENDRA_KEY_PEPPERS or PENDRA_KEY_PEPPER, not both" in result.stderr
+
+
+def test_a_pepper_listed_twice_stops_the_process() -> None:
+    result = _manage("check", env={**PRODUCTION, "PENDRA_KEY_PEPPERS": "new,new"})
+    assert result.returncode != 0
+    assert "PENDRA_KEY_PEPPERS lists a pepper twice" in result.stderr
