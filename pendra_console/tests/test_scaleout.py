@@ -26,7 +26,7 @@ import pytest
 from django.utils import timezone
 
 from apps.keys.services import api_key_create
-from apps.plans import limits
+from apps.plans import limit_decision
 from apps.plans.models import Subscription
 from apps.plans.tests.factories import plan_factory
 from apps.requestlog.models import RequestRecord
@@ -101,7 +101,7 @@ def test_the_plans_rate_limit_holds_exactly_across_both_nodes(deployment: Deploy
         org=owner.org, defaults={"plan": plan_factory(name="Forty", chat_rpm=40), "since": timezone.now()}
     )
     # Start early in the org's minute, so the window cannot roll over in the middle of the burst.
-    left = limits._window_end(f"org:{owner.org.pk}") - time.time()
+    left = limit_decision.window_end(f"org:{owner.org.pk}") - time.time()
     if left < 20:
         time.sleep(left + 1)
 
