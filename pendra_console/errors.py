@@ -4,7 +4,8 @@ Every error under ``/api/v1/`` and ``/v1/`` is JSON ``{"detail": ..., "request_i
 under ``/v1/`` the body also carries an OpenAI-shaped ``error`` object so OpenAI SDKs
 show the message. DRF views, plain views, the 404/500 handlers, Django's own
 non-JSON error responses (405, CSRF, request too large) and the ``/v1`` gateway all
-build their bodies with :func:`error_body`.
+build their bodies with :func:`error_body`. The plain domain exceptions that services
+raise (:mod:`pendra_console.api.exceptions`) get their status codes here, once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
 
+from pendra_console.api import exceptions as domain
 from pendra_console.contract import API_PREFIX, INFERENCE_PREFIX, INFERENCE_ROUTES, INVALID_TOKEN
 from pendra_console.request_id import current_request_id
 
@@ -54,6 +56,23 @@ _DEFAULT_DETAILS = {
     503: "Service unavailable; retry shortly.",
     504: "The request timed out.",
 }
+
+
+# The status code of each plain domain exception (the most specific class wins).
+DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
+    domain.ValidationError: 400,
+    domain.PermissionDenied: 403,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.Gone: 410,
+}
+
+
+def domain_status(exc: domain.DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]
+    return 400
 
 
 def is_api_path(path: str) -> bool:
@@ -155,6 +174,11 @@ def _flatten_validation(detail: Any, prefix: str = "") -> list[str]:
 def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     request = context["request"]
     path = request.path
+    if isinstance(exc, domain.ValidationError):
+        exc = drf_exceptions.ValidationError(exc.detail)  # the same body as a serializer's errors
+    elif isinstance(exc, domain.DomainError):
+        status = domain_status(exc)
+        return Response(error_body(status, str(exc.detail), path=path), status=status)
     if isinstance(exc, Ratelimited):
         django_response = _rate_limited_response(request, exc)
         return Response(json.loads(django_response.content), status=429, headers=dict(django_response.items()))
@@ -212,6 +236,11 @@ class ErrorContractMiddleware:
 
         if isinstance(exception, Ratelimited):
             return _rate_limited_response(request, exception) if is_api_path(request.path) else None
+        if isinstance(exception, domain.DomainError) and is_api_path(request.path):
+            detail = exception.detail
+            if isinstance(detail, dict):
+                return error_response(request, 400, "; ".join(_flatten_validation(detail)), extra={"errors": detail})
+            return error_response(request, domain_status(exception), str(detail))
         if isinstance(exception, (Http404, PermissionDenied)):
             return None  # Django's handlers answer these; __call__ shapes them.
         if isinstance(exception, RequestDataTooBig):

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "apps.audit",
     "apps.orgs",
     "apps.keys",
     "apps.plans",
@@ -276,7 +277,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "pendra_console.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "pendra_console.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "pendra_console.errors.drf_exception_handler",
     # The plans app's per-org "api" bucket (apps/plans/throttling.py); its 429 names bucket, limit and plan.

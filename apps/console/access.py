@@ -24,11 +24,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views import View
-from rest_framework.exceptions import APIException
 
 from apps.orgs import selectors
-from apps.orgs.exceptions import role_required_detail
 from apps.orgs.models import Membership, Organisation, Role, role_at_least
+from apps.orgs.permissions import role_required_detail
+from pendra_console.api.exceptions import DomainError
 
 ORG_NOT_FOUND = "Organisation not found."
 
@@ -41,13 +41,13 @@ class ServiceRefused(Exception):
 def service_call(request: HttpRequest, form: forms.Form | None = None) -> Iterator[None]:
     """Run a service; its refusal goes next to the named field of ``form``, or into a message.
 
-    The services raise the same exceptions for every surface (the API turns them into
-    JSON); here a field-keyed detail becomes that field's error and anything else an
+    The services raise the same plain domain exceptions for every surface (the API turns
+    them into JSON); here a field-keyed detail becomes that field's error and anything else an
     error message, and :class:`ServiceRefused` tells the view not to report success.
     """
     try:
         yield
-    except APIException as exc:
+    except DomainError as exc:
         detail = exc.detail
         if isinstance(detail, dict) and form is not None:
             for field, errors in detail.items():

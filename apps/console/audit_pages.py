@@ -6,6 +6,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.audit.selectors import org_audit_events
 from apps.console.access import OrgPage
 from apps.console.forms import AuditFilterForm
 from apps.orgs import selectors
@@ -20,7 +21,7 @@ class AuditLog(OrgPage):
     def get(self, request: HttpRequest, slug: str) -> HttpResponse:
         actors = [(m.user_id, m.user.email) for m in selectors.org_members(org=self.org)]
         form = AuditFilterForm(request.GET or None, actors=actors)
-        events = selectors.org_audit_events(org=self.org, **form.filters())
+        events = org_audit_events(org=self.org, **form.filters())
         page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
         query = request.GET.copy()
         query.pop("page", None)

@@ -8,8 +8,9 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
 from apps.keys.services import MAX_GRACE
-from apps.orgs.models import AuditEvent, Membership, Role
+from apps.orgs.models import Membership, Role
 
 GRACE_CHOICES = [
     (0, "None: the old secret stops now"),

@@ -19,7 +19,7 @@ from django.views import View
 
 from apps.console.access import OrgPage, ServiceRefused, redirect_after_post, service_call
 from apps.console.forms import InviteForm, RoleForm
-from apps.orgs import selectors, services
+from apps.orgs import invitations, selectors, services
 from apps.orgs.models import Invitation, Membership, Role
 
 MEMBERS_PER_PAGE = 100
@@ -70,7 +70,7 @@ class MemberInvite(MemberList):
         if form.is_valid():
             try:
                 with service_call(request, form), transaction.atomic():
-                    invitation, token = services.invitation_create(
+                    invitation, token = invitations.invitation_create(
                         org=self.org,
                         actor=request.user,
                         email=form.cleaned_data["email"],
@@ -142,7 +142,7 @@ class InvitationWithdraw(OrgPage):
             raise Http404("No such invitation in this organisation.")
         try:
             with service_call(request):
-                services.invitation_revoke(invitation=invitation, actor=request.user)
+                invitations.invitation_revoke(invitation=invitation, actor=request.user)
         except ServiceRefused:
             return redirect_after_post(request, "console:members", self.org.slug)
         messages.success(request, f"Withdrew the invitation to {invitation.email}.")
@@ -175,7 +175,7 @@ class InvitationAccept(View):
             return redirect(f"{reverse('console:invitation-accept')}?{urlencode({'token': self.token()})}")
         try:
             with service_call(request):
-                membership = services.invitation_accept(token=self.token(), user=request.user)
+                membership = invitations.invitation_accept(token=self.token(), user=request.user)
         except ServiceRefused:
             return redirect(f"{reverse('console:invitation-accept')}?{urlencode({'token': self.token()})}")
         messages.success(

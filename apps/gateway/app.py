@@ -16,23 +16,20 @@ about a second (:mod:`pendra_console.ttl_cache`), and its record goes to a batch
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
 from apps.gateway import metering, validation
 from apps.gateway.exchange import BodyTooLarge, ClientGone, Exchange
 from apps.gateway.proxy import Proxy
 from apps.gateway.routes import ROUTES
 from apps.gateway.routing import WorkerPool
-from apps.keys import tokens
-from apps.keys.authentication import KeyPrincipal, key_cache, load_principal
+from apps.keys.authentication import KeyPrincipal, authenticate_key_cached
 from apps.requestlog.recorder import recorder
-from pendra_console.aio import SingleFlight, is_stale, run_db
+from pendra_console.aio import run_db
 from pendra_console.contract import INVALID_TOKEN
 from pendra_console.errors import not_found_detail
 from pendra_console.request_id import current_request_id
@@ -45,7 +42,6 @@ class GatewayApplication:
         self.django_app = django_app
         self.pool = WorkerPool(cooldown_seconds=settings.PENDRA_WORKER_COOLDOWN)
         self.proxy = Proxy(self.pool)
-        self.key_loads = SingleFlight()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -141,25 +137,9 @@ class GatewayApplication:
             await self.proxy.forward(exchange, route, valid, body, fleet, principal)
 
     async def authenticate(self, exchange: Exchange) -> KeyPrincipal | None:
-        raw, acceptable = tokens.key_from_headers(exchange.header(b"authorization"), exchange.header(b"x-api-key"))
-        parsed = tokens.parse_key(raw) if acceptable else None
-        principal = None
-        if parsed is not None:
-            # A key's cached view is never served past its second (a revocation elsewhere must
-            # take effect); concurrent requests for an expired entry share one load.
-            entry = key_cache.peek(parsed.public_id)
-            if entry is None or is_stale(entry[0]):
-                loader = functools.partial(_load_principal, parsed.public_id)
-                principal = await self.key_loads.load(parsed.public_id, loader)
-            else:
-                principal = entry[1]
-            now = timezone.now()
-            if principal is not None and not (
-                tokens.secret_matches(parsed.secret, principal.secret_hash) and principal.usable_at(now)
-            ):
-                principal = None
-            if principal is not None and key_cache.due_for_touch(principal.key_id):
-                recorder.touch_key(principal.key_id, now)
+        principal = await authenticate_key_cached(
+            exchange.header(b"authorization"), exchange.header(b"x-api-key"), on_used=recorder.touch_key
+        )
         if principal is None:
             await exchange.error_response(401, INVALID_TOKEN, code="invalid_api_key")
             return None
@@ -185,9 +165,3 @@ class GatewayApplication:
             if entry["id"] == wanted:
                 return await exchange.respond_json(200, entry)
         await exchange.error_response(404, f'Model "{wanted}" not found: GET /v1/models lists the models available.')
-
-
-def _load_principal(public_id: str) -> KeyPrincipal | None:
-    principal = load_principal(public_id)
-    key_cache.store(public_id, principal)
-    return principal

@@ -4,6 +4,7 @@ Everyone in an org manages their own keys; owners and admins manage others' (adm
 an owner's), as :mod:`apps.keys.permissions` decides. The plaintext key appears in exactly
 three responses, create, rotate and reveal, and only ever to the key's own user: rotating
 someone else's key makes a successor that its user reveals.
+``GET /api/v1/me`` lives here too: it shows the key the request authenticated with.
 """
 
 from __future__ import annotations
@@ -12,16 +13,22 @@ from datetime import timedelta
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.keys import selectors, services
+from apps.keys.authentication import request_api_key
 from apps.keys.models import ApiKey
 from apps.keys.permissions import OWN_USER_ONLY_DETAIL, KeyAccess, key_access
-from apps.orgs.api_common import StrictInputSerializer, error_responses, paginate, paginated
-from apps.orgs.exceptions import NotFound, PermissionDenied
-from apps.orgs.models import Role, role_at_least
+from apps.orgs.models import PlatformRole, Role, role_at_least
 from apps.orgs.permissions import OrgScopedAPIView
+from apps.orgs.platform import has_platform_role
+from apps.orgs.selectors import memberships_of
+from pendra_console.api.exceptions import NotFound, PermissionDenied
+from pendra_console.api.pagination import paginate, paginated
+from pendra_console.api.serializers import StrictInputSerializer, error_responses
 
 KEYS = ["keys"]
 MAX_GRACE_SECONDS = int(services.MAX_GRACE.total_seconds())
@@ -205,3 +212,47 @@ class KeyRevealView(KeyObjectView):
             raise PermissionDenied(OWN_USER_ONLY_DETAIL)
         key, plaintext = services.api_key_reveal(key=key, actor=request.user)
         return Response(_with_secret(key, plaintext))
+
+
+class MeView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    class MembershipSerializer(serializers.Serializer):
+        org = serializers.CharField(source="org.slug")
+        name = serializers.CharField(source="org.name")
+        role = serializers.ChoiceField(choices=Role.choices)
+
+        class Meta:
+            ref_name = "MeMembership"
+
+    class KeySerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        prefix = serializers.CharField()
+        name = serializers.CharField()
+        org = serializers.CharField(source="org.slug", allow_null=True, default=None)
+
+        class Meta:
+            ref_name = "MeKey"
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        email = serializers.EmailField()
+        platform_roles = serializers.ListField(child=serializers.ChoiceField(choices=PlatformRole.choices))
+        memberships = serializers.ListField(child=serializers.DictField())
+        api_key = serializers.DictField(allow_null=True, help_text="The key this request used, or null.")
+
+        class Meta:
+            ref_name = "Me"
+
+    @extend_schema(tags=["me"], summary="Who am I", responses={200: OutputSerializer, **error_responses()})
+    def get(self, request: Request) -> Response:
+        user = request.user
+        key = request_api_key(request)
+        data = {
+            "id": user.pk,
+            "email": user.email,
+            "platform_roles": [role.value for role in PlatformRole if has_platform_role(user, role)],
+            "memberships": self.MembershipSerializer(memberships_of(user=user), many=True).data,
+            "api_key": self.KeySerializer(key).data if key is not None else None,
+        }
+        return Response(data)

@@ -6,5 +6,8 @@ class KeysConfig(AppConfig):
     label = "keys"
 
     def ready(self) -> None:
-        # Registers the OpenAPI description of key authentication with drf-spectacular.
-        from apps.keys import schema  # noqa: F401
+        # Django's idiom: modules that register themselves are imported once the apps are loaded.
+        from apps.keys import (
+            receivers,  # noqa: F401  (answers the orgs app's signals)
+            schema,  # noqa: F401  (describes key authentication to drf-spectacular)
+        )

@@ -1,23 +1,30 @@
-"""API key authentication: one implementation for the admin API (DRF) and the gateway.
+"""API key authentication, written once for both surfaces.
 
-``authenticate_key`` reads the database and is what DRF uses, so the admin API
-always acts with the key's current state and its user's current role.
-``KeyCache`` is the gateway's warm path: the row's facts kept in process memory for
-``PENDRA_KEY_CACHE_SECONDS`` (default 1 s), evicted at once in this process on
-revoke/rotate/role change, so a warm request costs no query. The secret is still
-checked against the cached hash on every request.
+- :func:`authenticate_key` (sync) is what DRF's :class:`ApiKeyAuthentication` calls on
+  every admin-API request: it reads the key and its user's membership in the key's org,
+  so the admin API acts with the key's current state and its user's *current* role.
+- :func:`authenticate_key_cached` (async) is what the gateway calls: the row's facts are
+  kept in process memory for ``PENDRA_KEY_CACHE_SECONDS`` (default 1 s), evicted at once
+  in this process on revoke/rotate/delete, so a warm request costs no query. Concurrent
+  requests for an expired entry share one load. The cached copy carries no role: ``/v1``
+  needs none (any member's key may infer), so a role change has nothing to evict.
+
+Both parse the presented key (a malformed one costs no query), compare the secret with
+the stored HMAC in constant time, and apply the one "usable at" rule of
+:mod:`apps.keys.models`. ``last_used_at`` is written at most once a minute per key.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
@@ -25,49 +32,30 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from apps.keys import tokens
-from apps.keys.models import ApiKey
+from apps.keys.models import ApiKey, key_usable_at
+from apps.orgs.models import Membership
+from pendra_console.aio import SingleFlight, is_stale
 from pendra_console.contract import INVALID_TOKEN
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+# --- Sync: the admin API ---------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
-class KeyPrincipal:
-    """What the gateway needs to know about a key, without the ORM."""
+class KeyCredential:
+    """What DRF keeps in ``request.auth`` for a key: the key, and its user's membership in
+    the key's org as read for this request (None for a staff key outside any org, or a
+    user who is no longer a member). :class:`apps.orgs.permissions.OrgScopedAPIView`
+    reads ``org_id`` and ``membership`` from it."""
 
-    key_id: int
-    public_id: str
-    secret_hash: str
-    org_id: int | None
-    user_id: int
-    expires_at: datetime | None
-    grace_until: datetime | None
-    revoked: bool
+    key: ApiKey
+    membership: Membership | None
 
-    def usable_at(self, now: datetime) -> bool:
-        if self.revoked or not self.secret_hash:
-            return False
-        if self.expires_at is not None and self.expires_at <= now:
-            return False
-        return self.grace_until is None or self.grace_until > now
-
-
-def _principal(key: ApiKey) -> KeyPrincipal:
-    return KeyPrincipal(
-        key_id=key.pk,
-        public_id=key.public_id,
-        secret_hash=key.secret_hash,
-        org_id=key.org_id,
-        user_id=key.user_id,
-        expires_at=key.expires_at,
-        grace_until=key.grace_until,
-        revoked=key.revoked_at is not None,
-    )
-
-
-def load_principal(public_id: str) -> KeyPrincipal | None:
-    key = ApiKey.objects.filter(public_id=public_id, user__is_active=True).first()
-    return _principal(key) if key is not None else None
+    @property
+    def org_id(self) -> int | None:
+        return self.key.org_id
 
 
 def touch_last_used(key_id: int, now: datetime) -> None:
@@ -77,8 +65,8 @@ def touch_last_used(key_id: int, now: datetime) -> None:
     ).update(last_used_at=now)
 
 
-def authenticate_key(raw: str | None) -> ApiKey | None:
-    """The usable key for a presented string, or None. A malformed key costs no query."""
+def authenticate_key(raw: str | None) -> KeyCredential | None:
+    """The usable key for a presented string with its membership, or None. A malformed key costs no query."""
     parsed = tokens.parse_key(raw)
     if parsed is None:
         return None
@@ -90,7 +78,72 @@ def authenticate_key(raw: str | None) -> ApiKey | None:
         return None
     if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
         touch_last_used(key.pk, now)
-    return key
+    membership = None
+    if key.org_id is not None:
+        membership = Membership.objects.select_related("org").filter(org_id=key.org_id, user_id=key.user_id).first()
+    return KeyCredential(key=key, membership=membership)
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """DRF: ``Authorization: Bearer <key>`` or ``x-api-key: <key>``."""
+
+    def authenticate(self, request: Request) -> tuple[Any, KeyCredential] | None:
+        authorization = request.headers.get("Authorization")
+        x_api_key = request.headers.get("X-Api-Key")
+        if authorization is None and x_api_key is None:
+            return None  # let session authentication try
+        raw, acceptable = tokens.key_from_headers(authorization, x_api_key)
+        if not acceptable or raw is None:
+            raise AuthenticationFailed(INVALID_TOKEN)
+        credential = authenticate_key(raw)
+        if credential is None:
+            raise AuthenticationFailed(INVALID_TOKEN)
+        request._request.api_key = credential.key  # type: ignore[attr-defined]  # the admin request record names it
+        return credential.key.user, credential
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Bearer"
+
+
+def request_api_key(request: Request) -> ApiKey | None:
+    """The key a DRF request authenticated with, or None for a session."""
+    return request.auth.key if isinstance(request.auth, KeyCredential) else None
+
+
+# --- Async, cached: the gateway ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPrincipal:
+    """The gateway's cached copy of a key's row, without the ORM (and without a role)."""
+
+    key_id: int
+    public_id: str
+    secret_hash: str
+    org_id: int | None
+    user_id: int
+    expires_at: datetime | None
+    grace_until: datetime | None
+    revoked_at: datetime | None
+
+    def usable_at(self, now: datetime) -> bool:
+        return key_usable_at(self, now)
+
+
+def load_principal(public_id: str) -> KeyPrincipal | None:
+    key = ApiKey.objects.filter(public_id=public_id, user__is_active=True).first()
+    if key is None:
+        return None
+    return KeyPrincipal(
+        key_id=key.pk,
+        public_id=key.public_id,
+        secret_hash=key.secret_hash,
+        org_id=key.org_id,
+        user_id=key.user_id,
+        expires_at=key.expires_at,
+        grace_until=key.grace_until,
+        revoked_at=key.revoked_at,
+    )
 
 
 class KeyCache:
@@ -113,8 +166,7 @@ class KeyCache:
         return True, entry[1]
 
     def peek(self, public_id: str) -> tuple[float, KeyPrincipal | None] | None:
-        """The entry and when it expires (``time.monotonic``), expired or not: the gateway decides,
-        and makes the requests that find it expired share one load."""
+        """The entry and when it expires (``time.monotonic``), expired or not."""
         return self._entries.get(public_id)
 
     def store(self, public_id: str, principal: KeyPrincipal | None) -> None:
@@ -126,6 +178,11 @@ class KeyCache:
     def evict(self, public_id: str) -> None:
         with self._lock:
             self._entries.pop(public_id, None)
+
+    def evict_now_and_on_commit(self, public_id: str) -> None:
+        """After a change to the key's row: a gateway request racing the transaction cannot re-cache the old facts."""
+        self.evict(public_id)
+        transaction.on_commit(lambda: self.evict(public_id))
 
     def clear(self) -> None:
         with self._lock:
@@ -142,33 +199,37 @@ class KeyCache:
 
 
 key_cache = KeyCache()
+_key_loads = SingleFlight()
 
 
-class ApiKeyAuthentication(BaseAuthentication):
-    """DRF: ``Authorization: Bearer <key>`` or ``x-api-key: <key>``."""
-
-    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
-        authorization = request.headers.get("Authorization")
-        x_api_key = request.headers.get("X-Api-Key")
-        if authorization is None and x_api_key is None:
-            return None  # let session authentication try
-        raw, acceptable = tokens.key_from_headers(authorization, x_api_key)
-        if not acceptable or raw is None:
-            raise AuthenticationFailed(INVALID_TOKEN)
-        key = authenticate_key(raw)
-        if key is None:
-            raise AuthenticationFailed(INVALID_TOKEN)
-        request._request.api_key = key  # type: ignore[attr-defined]
-        return key.user, key
-
-    def authenticate_header(self, request: Request) -> str:
-        return "Bearer"
+def _load_and_cache(public_id: str) -> KeyPrincipal | None:
+    principal = load_principal(public_id)
+    key_cache.store(public_id, principal)
+    return principal
 
 
-def request_api_key(request: Request) -> ApiKey | None:
-    """The key a DRF request authenticated with, or None for a session."""
-    return request.auth if isinstance(request.auth, ApiKey) else None
-
-
-def is_anonymous(user: Any) -> bool:
-    return user is None or isinstance(user, AnonymousUser) or not user.is_authenticated
+async def authenticate_key_cached(
+    authorization: str | None, x_api_key: str | None, *, on_used: Callable[[int, datetime], None]
+) -> KeyPrincipal | None:
+    """The usable key presented in these headers, or None. ``on_used(key_id, now)`` is called
+    at most once a minute per key and process, for the caller to record ``last_used_at`` off
+    the request's path."""
+    raw, acceptable = tokens.key_from_headers(authorization, x_api_key)
+    parsed = tokens.parse_key(raw) if acceptable else None
+    if parsed is None:
+        return None
+    # A cached entry is never served past its second (a revocation in another process must
+    # take effect); concurrent requests for an expired entry share one load.
+    entry = key_cache.peek(parsed.public_id)
+    if entry is None or is_stale(entry[0]):
+        principal = await _key_loads.load(parsed.public_id, lambda: _load_and_cache(parsed.public_id))
+    else:
+        principal = entry[1]
+    now = timezone.now()
+    if principal is None or not tokens.secret_matches(parsed.secret, principal.secret_hash):
+        return None
+    if not principal.usable_at(now):
+        return None
+    if key_cache.due_for_touch(principal.key_id):
+        on_used(principal.key_id, now)
+    return principal

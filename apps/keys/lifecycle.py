@@ -27,11 +27,12 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit
 from apps.keys.models import ApiKey, ExpiryNotice
 from apps.keys.services import api_key_rotate
-from apps.orgs.exceptions import Conflict, ValidationError
-from apps.orgs.models import AuditEvent, Membership, Role
-from apps.orgs.services import audit_record
+from apps.orgs.selectors import owner_emails
+from pendra_console.api.exceptions import Conflict, ValidationError
 
 logger = logging.getLogger("pendra.keys.lifecycle")
 
@@ -58,13 +59,8 @@ def _rotation_due(now: datetime) -> QuerySet[ApiKey]:
     The period is per key, so the cut-off is built per distinct period (a handful of values
     in practice), which keeps the query portable between PostgreSQL and SQLite.
     """
-    live = ApiKey.objects.filter(
-        rotate_every_days__isnull=False,
-        revoked_at__isnull=True,
-        expired_at__isnull=True,
-        # A successor whose secret was never revealed has no secret that could have leaked.
-        awaiting_reveal=False,
-    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    # Only usable keys: a successor whose secret was never revealed has none that could have leaked.
+    live = ApiKey.objects.usable_at(now).filter(rotate_every_days__isnull=False, expired_at__isnull=True)
     periods = sorted(set(live.values_list("rotate_every_days", flat=True)))
     if not periods:
         return ApiKey.objects.none()
@@ -121,9 +117,7 @@ def rotate_due_keys(*, now: datetime | None = None, limit: int = BATCH) -> list[
 
 
 def _expiry_due(now: datetime) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(expired_at__isnull=True, revoked_at__isnull=True).filter(
-        Q(expires_at__lte=now) | Q(grace_until__lte=now)
-    )
+    return ApiKey.objects.ended_at(now).filter(expired_at__isnull=True)
 
 
 def mark_expired_keys(*, now: datetime | None = None, limit: int = BATCH) -> int:
@@ -140,14 +134,7 @@ def mark_expired_keys(*, now: datetime | None = None, limit: int = BATCH) -> int
             if n != 1:
                 continue  # another run recorded it
             reason = "expires_at" if key.expires_at is not None and key.expires_at <= now else "rotation grace ended"
-            audit_record(
-                event_type=AuditEvent.Type.KEY_EXPIRED,
-                org=key.org,
-                actor=None,
-                target_type="api_key",
-                target_id=key.pk,
-                data={"prefix": key.prefix, "reason": reason},
-            )
+            audit(None, AuditEvent.Type.KEY_EXPIRED, key, data={"prefix": key.prefix, "reason": reason})
         marked += 1
     return marked
 
@@ -171,11 +158,7 @@ def notice_due(*, expires_at: datetime, now: datetime) -> int | None:
 def _recipients(key: ApiKey) -> list[str]:
     emails = {key.user.email} if key.user.email and key.user.is_active else set()
     if key.org_id is not None:
-        emails.update(
-            Membership.objects.filter(org_id=key.org_id, role=Role.OWNER, user__is_active=True)
-            .exclude(user__email="")
-            .values_list("user__email", flat=True)
-        )
+        emails.update(owner_emails(org_id=key.org_id))
     return sorted(emails)
 
 

@@ -1,9 +1,67 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+# --- The one "usable at" rule --------------------------------------------------
+#
+# A key authenticates at ``now`` when it is not revoked, has a secret (a successor of a
+# scheduled rotation has none until it is revealed), and neither its expiry nor the end
+# of its rotation grace has passed. The rule is written once, over the field names below:
+# ``usable_q`` says it in SQL and ``key_usable_at`` in Python (for a row or for the
+# gateway's cached copy of one), so the two cannot drift apart.
+
+_ENDS = ("expires_at", "grace_until")  # the key stops at the first of these that has passed
+
+
+class KeyFacts(Protocol):
+    revoked_at: datetime | None
+    secret_hash: str
+    expires_at: datetime | None
+    grace_until: datetime | None
+
+
+def _open_q(now: datetime) -> Q:
+    window = Q()
+    for end in _ENDS:
+        window &= Q(**{f"{end}__isnull": True}) | Q(**{f"{end}__gt": now})
+    return window
+
+
+def held_q(now: datetime) -> Q:
+    """Not revoked and not past an end: the key counts against the plan's cap, secret or not."""
+    return Q(revoked_at__isnull=True) & _open_q(now)
+
+
+def usable_q(now: datetime) -> Q:
+    return held_q(now) & ~Q(secret_hash="")
+
+
+def key_held_at(key: KeyFacts, now: datetime) -> bool:
+    if key.revoked_at is not None:
+        return False
+    return all(getattr(key, end) is None or getattr(key, end) > now for end in _ENDS)
+
+
+def key_usable_at(key: KeyFacts, now: datetime) -> bool:
+    return key_held_at(key, now) and bool(key.secret_hash)
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def usable_at(self, now: datetime) -> ApiKeyQuerySet:
+        return self.filter(usable_q(now))
+
+    def held_at(self, now: datetime) -> ApiKeyQuerySet:
+        return self.filter(held_q(now))
+
+    def ended_at(self, now: datetime) -> ApiKeyQuerySet:
+        """Not revoked, but past its expiry or its rotation grace: it stopped by itself."""
+        return self.filter(revoked_at__isnull=True).exclude(_open_q(now))
 
 
 class ApiKey(models.Model):
@@ -42,6 +100,10 @@ class ApiKey(models.Model):
     rotate_every_days = models.PositiveIntegerField(null=True, blank=True)
     rotation_grace_seconds = models.PositiveIntegerField(default=86400)
 
+    audit_type = "api_key"  # how the audit log names a key
+
+    objects: Any = ApiKeyQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -57,16 +119,10 @@ class ApiKey(models.Model):
         return f"pnd_{self.public_id}"
 
     def usable_at(self, now: datetime) -> bool:
-        if self.revoked_at is not None or not self.secret_hash:
-            return False
-        if self.expires_at is not None and self.expires_at <= now:
-            return False
-        return self.grace_until is None or self.grace_until > now
+        return key_usable_at(self, now)
 
     @property
     def status(self) -> str:
-        from django.utils import timezone
-
         now = timezone.now()
         if self.revoked_at is not None:
             return "revoked"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.keys.models import ApiKey
@@ -34,7 +34,10 @@ def org_owner_ids(*, org: Organisation) -> frozenset[int]:
 
 def org_usable_key_count(*, org: Organisation, user: Any = None) -> int:
     """Keys that work right now (not revoked, expired, past their rotation grace or awaiting reveal)."""
-    now = timezone.now()
-    keys = org_keys(org=org, user=user).filter(revoked_at__isnull=True).exclude(secret_hash="")
-    keys = keys.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-    return keys.filter(Q(grace_until__isnull=True) | Q(grace_until__gt=now)).count()
+    return org_keys(org=org, user=user).usable_at(timezone.now()).count()
+
+
+def org_held_key_count(*, org: Organisation) -> int:
+    """Keys the org holds against its plan's cap: keys that no longer work (revoked, expired,
+    past their rotation grace) do not count; a successor awaiting its reveal does."""
+    return ApiKey.objects.filter(org=org).held_at(timezone.now()).count()

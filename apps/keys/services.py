@@ -3,7 +3,8 @@
 The plaintext key exists only in the return value of :func:`api_key_create`,
 :func:`api_key_rotate` and :func:`api_key_reveal`; the row keeps an HMAC of the secret.
 After each change the key is evicted from this process's gateway cache so the change
-applies to the very next request.
+applies to the very next request. The plan's cap on keys is enforced by plans with the
+count this app gives it (:func:`apps.keys.selectors.org_held_key_count`).
 """
 
 from __future__ import annotations
@@ -14,23 +15,18 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.keys import tokens
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit
+from apps.keys import selectors, tokens
 from apps.keys.authentication import key_cache
 from apps.keys.models import ApiKey
-from apps.orgs.exceptions import Conflict, Gone, ValidationError
-from apps.orgs.models import AuditEvent, Organisation
-from apps.orgs.services import audit_record
+from apps.orgs.models import Organisation
 from apps.plans.services import enforce_cap
+from pendra_console.api.exceptions import Conflict, Gone, ValidationError
 
 UPDATABLE_FIELDS = frozenset({"name", "expires_at", "rotate_every_days", "rotation_grace_seconds"})
 MAX_GRACE = timedelta(days=30)
 _PUBLIC_ID_ATTEMPTS = 5
-
-
-def _evict(public_id: str) -> None:
-    # Now, and after commit, so a gateway request racing the transaction cannot re-cache the old facts.
-    key_cache.evict(public_id)
-    transaction.on_commit(lambda: key_cache.evict(public_id))
 
 
 def _validate_policy(*, name: str | None, expires_at: datetime | None, grace_seconds: int | None) -> None:
@@ -84,7 +80,9 @@ def api_key_create(
     _validate_policy(name=name, expires_at=expires_at, grace_seconds=rotation_grace_seconds)
     if rotate_every_days is not None and rotate_every_days < 1:
         raise ValidationError({"rotate_every_days": "Must be at least 1."})
-    enforce_cap(org=org, what="keys")  # plans: the plan's cap on API keys (403 naming it)
+    if org is not None:  # a staff key outside any organisation has no plan and no cap
+        # plans: the plan's cap on API keys (403 naming it), counted after it locks the org's plan
+        enforce_cap(org=org, what="keys", held=lambda: selectors.org_held_key_count(org=org))
     key, plaintext = _insert(
         org=org,
         user=user,
@@ -95,12 +93,10 @@ def api_key_create(
         rotation_grace_seconds=rotation_grace_seconds,
     )
     assert plaintext is not None
-    audit_record(
-        event_type=AuditEvent.Type.KEY_CREATED,
-        org=org,
-        actor=actor,
-        target_type="api_key",
-        target_id=key.pk,
+    audit(
+        actor,
+        AuditEvent.Type.KEY_CREATED,
+        key,
         data={"prefix": key.prefix, "name": key.name, "user_id": key.user_id},
     )
     return key, plaintext
@@ -130,15 +126,8 @@ def api_key_update(*, key: ApiKey, actor: Any, **fields: Any) -> ApiKey:
             setattr(key, field, value)
     if changes:
         key.save(update_fields=list(changes))
-        audit_record(
-            event_type=AuditEvent.Type.KEY_CHANGED,
-            org=key.org,
-            actor=actor,
-            target_type="api_key",
-            target_id=key.pk,
-            data={"prefix": key.prefix, "changes": changes},
-        )
-        _evict(key.public_id)
+        audit(actor, AuditEvent.Type.KEY_CHANGED, key, data={"prefix": key.prefix, "changes": changes})
+        key_cache.evict_now_and_on_commit(key.public_id)
     return key
 
 
@@ -152,15 +141,8 @@ def api_key_revoke(*, key: ApiKey, actor: Any, reason: str = "") -> ApiKey:
         data = {"prefix": key.prefix}
         if reason:
             data["reason"] = reason
-        audit_record(
-            event_type=AuditEvent.Type.KEY_REVOKED,
-            org=key.org,
-            actor=actor,
-            target_type="api_key",
-            target_id=key.pk,
-            data=data,
-        )
-    _evict(key.public_id)
+        audit(actor, AuditEvent.Type.KEY_REVOKED, key, data=data)
+    key_cache.evict_now_and_on_commit(key.public_id)
     return key
 
 
@@ -206,12 +188,10 @@ def api_key_rotate(
     locked.grace_until = grace_until
     locked.rotated_at = now
     locked.save(update_fields=["grace_until", "rotated_at"])
-    audit_record(
-        event_type=AuditEvent.Type.KEY_ROTATED,
-        org=locked.org,
-        actor=actor,
-        target_type="api_key",
-        target_id=locked.pk,
+    audit(
+        actor,
+        AuditEvent.Type.KEY_ROTATED,
+        locked,
         data={
             "prefix": locked.prefix,
             "successor_id": successor.pk,
@@ -220,7 +200,7 @@ def api_key_rotate(
             "scheduled": reveal_later,
         },
     )
-    _evict(locked.public_id)
+    key_cache.evict_now_and_on_commit(locked.public_id)
     return successor, plaintext
 
 
@@ -235,13 +215,17 @@ def api_key_reveal(*, key: ApiKey, actor: Any) -> tuple[ApiKey, str]:
     if n != 1:
         raise Gone("This key's secret was already revealed (or the key was revoked); rotate it to get a new one.")
     key.refresh_from_db()
-    audit_record(
-        event_type=AuditEvent.Type.KEY_REVEALED,
-        org=key.org,
-        actor=actor,
-        target_type="api_key",
-        target_id=key.pk,
-        data={"prefix": key.prefix},
-    )
-    _evict(key.public_id)
+    audit(actor, AuditEvent.Type.KEY_REVEALED, key, data={"prefix": key.prefix})
+    key_cache.evict_now_and_on_commit(key.public_id)
     return key, plaintext
+
+
+@transaction.atomic
+def api_keys_revoke_for_member(*, org: Organisation, user_id: int, actor: Any) -> list[ApiKey]:
+    """Revoke a leaving member's keys in the org: a former member's key must not keep working."""
+    keys = list(ApiKey.objects.filter(org=org, user_id=user_id, revoked_at__isnull=True))
+    ApiKey.objects.filter(pk__in=[key.pk for key in keys]).update(revoked_at=timezone.now())
+    for key in keys:
+        audit(actor, AuditEvent.Type.KEY_REVOKED, key, data={"prefix": key.prefix, "reason": "member removed"})
+        key_cache.evict_now_and_on_commit(key.public_id)
+    return keys

@@ -5,30 +5,68 @@
   or a key of another org, gets 404 so the org's existence is not revealed) and checks the
   caller's current role against ``scope_map`` for the HTTP method (403 naming the role).
 - :class:`IsOperator`, :class:`IsSupportOrOperator`: DRF permissions for Pendra's own staff.
+
+A credential bound to one org (an API key; apps.keys puts it in ``request.auth``) is
+read through :class:`OrgCredential`, so this module needs nothing from the keys app.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from apps.keys.authentication import request_api_key
 from apps.orgs import selectors
-from apps.orgs.exceptions import NotFound, RoleRequired
 from apps.orgs.models import Membership, Organisation, Role, role_at_least
 from apps.orgs.platform import is_operator, is_support
+from pendra_console.api.exceptions import NotFound, PermissionDenied
 
 ORG_NOT_FOUND = "Organisation not found."
 
 
+@runtime_checkable
+class OrgCredential(Protocol):
+    """A credential that acts in one organisation only, as found in ``request.auth``: the org
+    it is bound to (None: a staff key, which acts as its user anywhere) and its user's
+    membership there, read when it authenticated (None: no longer a member)."""
+
+    @property
+    def org_id(self) -> int | None: ...
+
+    @property
+    def membership(self) -> Membership | None: ...
+
+
+def org_credential(request: Request) -> OrgCredential | None:
+    """The request's org-bound credential (an API key), or None for a session."""
+    credential = request.auth
+    return credential if isinstance(credential, OrgCredential) and credential.org_id is not None else None
+
+
+def role_required_detail(role: str) -> str:
+    """The 403 detail: names the weakest role that would have been allowed."""
+    if role == Role.OWNER:
+        return "This action requires the owner role."
+    if role == Role.ADMIN:
+        return "This action requires the owner or admin role."
+    return f"This action requires the {role} role."
+
+
+class RoleRequired(PermissionDenied):
+    def __init__(self, role: str) -> None:
+        super().__init__(role_required_detail(role))
+
+
 def caller_membership(request: Request, slug: str) -> Membership:
     """The caller's membership in ``slug``, or 404 whether the org is absent, foreign or another key's."""
-    key = request_api_key(request)
-    if key is not None and key.org_id is not None and (key.org is None or key.org.slug != slug):
-        raise NotFound(ORG_NOT_FOUND)
+    credential = org_credential(request)
+    if credential is not None:
+        membership = credential.membership
+        if membership is None or membership.org.slug != slug:
+            raise NotFound(ORG_NOT_FOUND)
+        return membership
     membership = selectors.membership_for(user=request.user, slug=slug)
     if membership is None:
         raise NotFound(ORG_NOT_FOUND)

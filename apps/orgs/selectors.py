@@ -1,13 +1,12 @@
-"""Reads of organisations, memberships, invitations and audit events; each scoped to an org or a user."""
+"""Reads of organisations, memberships and invitations; each scoped to an org or a user."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 
-from apps.orgs.models import AuditEvent, Invitation, Membership, Organisation
+from apps.orgs.models import Invitation, Membership, Organisation, Role
 
 
 def membership_for(*, user: Any, slug: str) -> Membership | None:
@@ -43,21 +42,15 @@ def invitation_by_token(*, token: str) -> Invitation | None:
     return invitations.filter(token_hash=Invitation.hash_token(token)).first()
 
 
-def org_audit_events(
-    *,
-    org: Organisation,
-    actor_id: int | None = None,
-    event_type: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> QuerySet[AuditEvent]:
-    events = AuditEvent.objects.select_related("actor").filter(org=org)
-    if actor_id is not None:
-        events = events.filter(actor_id=actor_id)
-    if event_type:
-        events = events.filter(event_type=event_type)
-    if since is not None:
-        events = events.filter(created_at__gte=since)
-    if until is not None:
-        events = events.filter(created_at__lt=until)
-    return events.order_by("-created_at", "-id")
+def member_count(*, org: Organisation) -> int:
+    """How many members the org holds (the plan's cap on members counts these)."""
+    return Membership.objects.filter(org=org).count()
+
+
+def owner_emails(*, org_id: int) -> list[str]:
+    """The email addresses of the org's active owners (who hear about its keys' expiry)."""
+    return list(
+        Membership.objects.filter(org_id=org_id, role=Role.OWNER, user__is_active=True)
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+    )

@@ -14,13 +14,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.orgs.api_common import StrictInputSerializer, error_responses, paginate, paginated
-from apps.orgs.exceptions import NotFound, ValidationError
 from apps.orgs.models import Role
 from apps.orgs.permissions import IsOperator, OrgScopedAPIView
 from apps.orgs.platform import is_operator
 from apps.plans import selectors, services
 from apps.plans.models import Plan
+from pendra_console.api.exceptions import NotFound, ValidationError
+from pendra_console.api.pagination import paginate, paginated
+from pendra_console.api.serializers import StrictInputSerializer, error_responses
 
 PLANS = ["plans"]
 PLAN_NOT_FOUND = "Plan not found."

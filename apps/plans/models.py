@@ -38,6 +38,11 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def audit_id(self) -> str:
+        """The audit log names a plan by its slug, which never changes."""
+        return self.slug
+
 
 class Subscription(models.Model):
     org = models.OneToOneField("orgs.Organisation", on_delete=models.CASCADE, related_name="subscription")

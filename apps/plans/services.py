@@ -1,18 +1,23 @@
-"""Changes to the plan catalogue and to an organisation's plan, and the plan caps on keys and members."""
+"""Changes to the plan catalogue and to an organisation's plan, and the plan caps on keys and members.
+
+A cap counts rows another app owns, so that app gives the count (keys: its
+``org_held_key_count``; orgs: its ``member_count``, via :mod:`apps.plans.receivers`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from apps.orgs.exceptions import PermissionDenied, ValidationError
-from apps.orgs.models import AuditEvent, Organisation
-from apps.orgs.services import audit_record
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit
+from apps.orgs.models import Organisation
 from apps.plans.models import Plan, Subscription
 from apps.plans.selectors import LIMIT_FIELDS, plan_cache, subscription_for_org
+from pendra_console.api.exceptions import PermissionDenied, ValidationError
 
 # What an operator may edit besides the limits; the slug is the plan's identity and stays.
 EDITABLE_FIELDS: frozenset[str] = frozenset({"name", "monthly_price_cents", "sort_order", "is_public", *LIMIT_FIELDS})
@@ -47,14 +52,7 @@ def subscription_change(*, org: Organisation, plan: Plan, actor: Any) -> Subscri
     subscription.plan = plan
     subscription.since = timezone.now()
     subscription.save(update_fields=["plan", "since"])
-    audit_record(
-        event_type=AuditEvent.Type.PLAN_CHANGED,
-        org=org,
-        actor=actor,
-        target_type="plan",
-        target_id=plan.slug,
-        data={"from": previous.slug, "to": plan.slug},
-    )
+    audit(actor, AuditEvent.Type.PLAN_CHANGED, plan, org=org, data={"from": previous.slug, "to": plan.slug})
     _evict_on_commit(org.pk)
     return subscription
 
@@ -72,47 +70,25 @@ def plan_update(*, plan: Plan, actor: Any, **changes: Any) -> Plan:
     for name, (_, value) in edited.items():
         setattr(plan, name, value)
     plan.save(update_fields=[*edited, "updated_at"])
-    audit_record(
-        event_type=AuditEvent.Type.PLAN_EDITED,
-        org=None,
-        actor=actor,
-        target_type="plan",
-        target_id=plan.slug,
-        data={"changes": edited},
-    )
+    audit(actor, AuditEvent.Type.PLAN_EDITED, plan, data={"changes": edited})
     _evict_on_commit(None)
     return plan
 
 
-def enforce_cap(*, org: Organisation | None, what: Literal["keys", "members"]) -> None:
+def enforce_cap(*, org: Organisation, what: Literal["keys", "members"], held: Callable[[], int]) -> None:
     """Refuse (403) one more key or member when the org already holds what its plan allows.
 
-    Call it inside the creating service's transaction: the subscription row is locked,
-    so two concurrent creations cannot both slip under the cap. ``org=None`` (a staff
-    key outside any organisation) has no plan and no cap.
+    Call it inside the creating service's transaction. ``held`` is the owning app's count,
+    called once the subscription row is locked, so two concurrent creations cannot both
+    slip under the cap.
     """
-    if org is None:
-        return
-    from apps.keys.models import ApiKey
-    from apps.orgs.models import Membership
-
     limit_field, noun, remedy = _CAP_WORDING[what]
     subscription_for_org(org.pk)
     plan = Subscription.objects.select_for_update().select_related("plan").get(org=org).plan
     cap: int | None = getattr(plan, limit_field)
     if cap is None:
         return
-    if what == "keys":
-        # Keys that no longer work (revoked, expired, past their rotation grace) do not count.
-        now = timezone.now()
-        held = (
-            ApiKey.objects.filter(org=org, revoked_at__isnull=True)
-            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-            .filter(Q(grace_until__isnull=True) | Q(grace_until__gt=now))
-            .count()
-        )
-    else:
-        held = Membership.objects.filter(org=org).count()
-    if held >= cap:
+    count = held()
+    if count >= cap:
         noun = noun if cap != 1 else noun[:-1]
         raise PermissionDenied(f"Plan {plan.name} allows {cap} {noun}; {remedy}")

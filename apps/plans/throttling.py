@@ -12,16 +12,16 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from apps.keys.authentication import is_anonymous, request_api_key
+from apps.orgs.permissions import org_credential
 from apps.plans.limits import RateLimitExceeded, admit_api
 
 
 class ApiRateThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: Any) -> bool:
-        if is_anonymous(request.user):
+        if not request.user or not request.user.is_authenticated:
             return True  # unauthenticated requests are refused with 401 before they are counted
-        key = request_api_key(request)
-        org_id = key.org_id if key is not None else None
+        credential = org_credential(request)  # a key counts against its org's plan; a session, the default plan's
+        org_id = credential.org_id if credential is not None else None
         admission = admit_api(org_id=org_id, user_id=request.user.pk)
         if not admission.allowed:
             raise RateLimitExceeded(admission)

@@ -14,11 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.orgs.api_common import error_responses, paginate, paginated
-from apps.orgs.models import AuditEvent, Role
+from apps.audit.models import AuditEvent
+from apps.audit.services import Ref, audit
+from apps.orgs.models import Role
 from apps.orgs.permissions import IsSupportOrOperator, OrgScopedAPIView
-from apps.orgs.services import audit_record
 from apps.requestlog import selectors
+from pendra_console.api.pagination import paginate, paginated
+from pendra_console.api.serializers import error_responses
 
 TAGS = ["requests and usage"]
 MAX_USAGE_RANGE = timedelta(days=366)
@@ -170,13 +172,12 @@ class RequestLookupView(APIView):
     )
     def get(self, request: Request, request_id: str) -> Response:
         records = selectors.records_by_request_id(request_id)
-        audit_record(
-            event_type=AuditEvent.Type.REQUEST_LOOKED_UP,
-            org=None,
-            actor=request.user,
-            target_type="request",
-            target_id=request_id[:64],
-            data={"found": len(records), "orgs": sorted({r.org.slug for r in records if r.org_id and r.org})},
+        found_in = sorted({r.org.slug for r in records if r.org_id and r.org})
+        audit(
+            request.user,
+            AuditEvent.Type.REQUEST_LOOKED_UP,
+            Ref("request", request_id[:64]),
+            data={"found": len(records), "orgs": found_in},
         )
         if not records:
             raise NotFound(f"No request with id {request_id}.")

@@ -9,7 +9,9 @@ single lost probe never flaps a worker in and out of rotation:
   unhealthy, so nothing routes to a URL nobody has seen answer);
 - draining and disabled are the operator's decisions: probes never change them.
 
-Each state change writes a WorkerEvent and an AuditEvent (org=None: the fleet is the platform's).
+Each state change writes a WorkerEvent and an audit event (org=None: the fleet is the platform's).
+Bad input raises the plain domain ``ValidationError`` naming the field; a worker removed
+meanwhile, ``NotFound``.
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.orgs.models import AuditEvent, Organisation
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit
+from apps.orgs.models import Organisation
 from apps.workers.models import ModelKind, Worker, WorkerEvent, WorkerState
 from apps.workers.validation import WorkerUrlError, validate_worker_url
-from pendra_console.request_id import current_request_id
+from pendra_console.api.exceptions import NotFound, ValidationError
 
 RECENT_CHECKS_KEPT = 20
 LATENCY_EWMA_WEIGHT = 0.3  # weight of the newest sample: reacts within a few probes, ignores one blip
@@ -61,16 +64,8 @@ def guess_kind(model_name: str) -> str:
     return str(ModelKind.CHAT)
 
 
-def _audit(*, event_type: str, worker: Worker, actor: Any | None, data: dict[str, Any] | None = None) -> AuditEvent:
-    return AuditEvent.objects.create(
-        org=None,
-        actor=actor if actor is not None and getattr(actor, "is_authenticated", False) else None,
-        event_type=event_type,
-        target_type="worker",
-        target_id=str(worker.pk),
-        data={"name": worker.name, **(data or {})},
-        request_id=current_request_id.get() or "",
-    )
+def _audit(actor: Any | None, action: str, worker: Worker, **data: Any) -> None:
+    audit(actor, action, worker, org=None, data={"name": worker.name, **data})
 
 
 def clean_worker_name(name: str) -> str:
@@ -149,10 +144,7 @@ def worker_register(
         raise ValidationError({"name": f"A worker named {name!r} already exists."}) from None
     WorkerEvent.objects.create(worker=worker, from_state="", to_state=worker.state, reason="registered")
     _audit(
-        event_type=AuditEvent.Type.WORKER_REGISTERED,
-        worker=worker,
-        actor=actor,
-        data={"base_url": base_url, "models": [m["name"] for m in served_models]},
+        actor, AuditEvent.Type.WORKER_REGISTERED, worker, base_url=base_url, models=[m["name"] for m in served_models]
     )
     return worker
 
@@ -204,7 +196,7 @@ def worker_update(
     }
     if "served_models" in changed:
         shown["models"] = [m["name"] for m in changed["served_models"]]
-    _audit(event_type=AuditEvent.Type.WORKER_CHANGED, worker=worker, actor=actor, data={"changed": shown})
+    _audit(actor, AuditEvent.Type.WORKER_CHANGED, worker, changed=shown)
     return worker
 
 
@@ -217,10 +209,10 @@ def _change_state(*, worker: Worker, to_state: str, reason: str, actor: Any | No
     worker.save(update_fields=["state", "updated_at"])
     WorkerEvent.objects.create(worker=worker, from_state=from_state, to_state=to_state, reason=reason[:300])
     _audit(
-        event_type=AuditEvent.Type.WORKER_STATE_CHANGED,
-        worker=worker,
-        actor=actor,
-        data={"from": from_state, "to": to_state, "reason": reason[:300]},
+        actor,
+        AuditEvent.Type.WORKER_STATE_CHANGED,
+        worker,
+        **{"from": from_state, "to": to_state, "reason": reason[:300]},
     )
     return True
 
@@ -228,7 +220,7 @@ def _change_state(*, worker: Worker, to_state: str, reason: str, actor: Any | No
 def _locked(worker: Worker) -> Worker:
     locked = Worker.objects.select_for_update().filter(pk=worker.pk).first()
     if locked is None:
-        raise Worker.DoesNotExist(f"Worker {worker.pk} no longer exists.")
+        raise NotFound("Worker not found.")  # removed by someone else since the caller looked it up
     return locked
 
 
@@ -264,12 +256,7 @@ def worker_undrain(*, worker: Worker, actor: Any | None) -> Worker:
 
 @transaction.atomic
 def worker_remove(*, worker: Worker, actor: Any | None) -> None:
-    _audit(
-        event_type=AuditEvent.Type.WORKER_REMOVED,
-        worker=worker,
-        actor=actor,
-        data={"base_url": worker.base_url, "state": worker.state},
-    )
+    _audit(actor, AuditEvent.Type.WORKER_REMOVED, worker, base_url=worker.base_url, state=worker.state)
     Worker.objects.filter(pk=worker.pk).delete()
 
 

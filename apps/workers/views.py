@@ -1,15 +1,18 @@
-"""The operators' admin API for GPU workers: list, register, inspect, edit, drain, remove."""
+"""The operators' admin API for GPU workers: list, register, inspect, edit, drain, remove.
+
+Thin views on the conventions of the orgs and keys APIs: a nested strict InputSerializer
+per write, one service call, the shared OutputSerializer. The services raise the plain
+domain exceptions (``pendra_console.api.exceptions``), which ``pendra_console.errors``
+answers for every view alike.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
+from uuid import UUID
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import generics, serializers, status
-from rest_framework.exceptions import NotFound
-from rest_framework.exceptions import ValidationError as DrfValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,35 +21,27 @@ from apps.orgs.models import Organisation
 from apps.orgs.permissions import IsOperator
 from apps.workers import selectors, services, tasks
 from apps.workers.models import ModelKind, Worker, WorkerState
+from pendra_console.api.exceptions import NotFound
+from pendra_console.api.pagination import paginate, paginated
+from pendra_console.api.serializers import StrictInputSerializer, error_responses
 
-T = TypeVar("T")
-
-
-class ErrorOutput(serializers.Serializer):
-    detail = serializers.CharField()
-    request_id = serializers.CharField()
-
-
-ERRORS = {
-    400: OpenApiResponse(ErrorOutput, description="Invalid input; `detail` names the field."),
-    401: OpenApiResponse(ErrorOutput, description="No credentials, or an invalid or expired key."),
-    403: OpenApiResponse(ErrorOutput, description="The caller is not an operator."),
-}
-NOT_FOUND = {404: OpenApiResponse(ErrorOutput, description="No such worker.")}
+WORKERS = ["workers"]
+WORKER_NOT_FOUND = "Worker not found."
 
 
-class ModelSpec(serializers.Serializer):
+class ModelSpec(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     kind = serializers.ChoiceField(choices=ModelKind.choices)
 
 
-class WorkerOutput(serializers.ModelSerializer):
+class WorkerOutputSerializer(serializers.ModelSerializer):
     models = ModelSpec(source="served_models", many=True)
     dedicated_org = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     recent_checks = serializers.JSONField()
 
     class Meta:
         model = Worker
+        ref_name = "WorkerOutput"
         fields = [
             "id",
             "name",
@@ -66,99 +61,102 @@ class WorkerOutput(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class WorkerInput(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
-    base_url = serializers.CharField(max_length=500)
-    models = ModelSpec(many=True, required=False, default=list)
-    dedicated_org = serializers.SlugRelatedField(
+def _dedicated_org_field(**kwargs: Any) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
         slug_field="slug",
         queryset=Organisation.objects.all(),
-        required=False,
         allow_null=True,
         error_messages={"does_not_exist": "No organisation with slug {value}."},
+        **kwargs,
     )
 
 
-class WorkerPatchInput(WorkerInput):
-    name = serializers.CharField(max_length=100, required=False)
-    base_url = serializers.CharField(max_length=500, required=False)
-    models = ModelSpec(many=True, required=False)
-    state = serializers.ChoiceField(choices=WorkerState.choices, required=False)
-
-
-def _call(service: Callable[..., T], **kwargs: Any) -> T:
-    """Services speak Django's ValidationError; the API answers it as a 400 naming the field."""
-    try:
-        return service(**kwargs)
-    except DjangoValidationError as exc:
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        raise DrfValidationError(detail) from None
-    except Worker.DoesNotExist:  # removed by someone else between the lookup and the change
-        raise NotFound("Worker not found.") from None
-
-
-def _worker_or_404(worker_id: Any) -> Worker:
+def _worker_or_404(worker_id: UUID) -> Worker:
     worker = selectors.worker_get(worker_id)
     if worker is None:
-        raise NotFound("Worker not found.")
+        raise NotFound(WORKER_NOT_FOUND)
     return worker
 
 
-@extend_schema_view(
-    get=extend_schema(summary="List workers", responses={200: WorkerOutput(many=True), **ERRORS}),
-    post=extend_schema(
+class WorkerListView(APIView):
+    permission_classes = [IsOperator]
+
+    class InputSerializer(StrictInputSerializer):
+        name = serializers.CharField(max_length=100)
+        base_url = serializers.CharField(max_length=500)
+        models = ModelSpec(many=True, required=False, default=list)
+        dedicated_org = _dedicated_org_field(required=False)
+
+        class Meta:
+            ref_name = "WorkerInput"
+
+    @extend_schema(
+        tags=WORKERS,
+        operation_id="workers_list",
+        summary="List workers",
+        responses={200: paginated(WorkerOutputSerializer, "Worker"), **error_responses(403)},
+    )
+    def get(self, request: Request) -> Response:
+        workers = selectors.worker_list()
+        return paginate(request=request, view=self, queryset=workers, serializer_class=WorkerOutputSerializer)
+
+    @extend_schema(
+        tags=WORKERS,
         summary="Register a worker",
         description="The worker starts `unhealthy`; a probe is sent at once and promotes it when it answers.",
-        request=WorkerInput,
-        responses={201: WorkerOutput, **ERRORS},
-    ),
-)
-class WorkerListView(generics.ListCreateAPIView):
-    permission_classes = [IsOperator]
-    serializer_class = WorkerOutput
-
-    def get_queryset(self) -> Any:
-        return selectors.worker_list()
-
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = WorkerInput(data=request.data)
+        request=InputSerializer,
+        responses={201: WorkerOutputSerializer, **error_responses(400, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        worker = _call(services.worker_register, actor=request.user, **data.validated_data)
+        worker = services.worker_register(actor=request.user, **data.validated_data)
         tasks.probe_worker.delay_on_commit(str(worker.pk))
-        return Response(WorkerOutput(worker).data, status=status.HTTP_201_CREATED)
+        return Response(WorkerOutputSerializer(worker).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema_view(
-    get=extend_schema(summary="Show a worker", responses={200: WorkerOutput, **ERRORS, **NOT_FOUND}),
-    patch=extend_schema(
+class WorkerDetailView(APIView):
+    permission_classes = [IsOperator]
+
+    class InputSerializer(StrictInputSerializer):
+        name = serializers.CharField(max_length=100, required=False)
+        base_url = serializers.CharField(max_length=500, required=False)
+        models = ModelSpec(many=True, required=False)
+        dedicated_org = _dedicated_org_field(required=False)
+        state = serializers.ChoiceField(choices=WorkerState.choices, required=False)
+
+        class Meta:
+            ref_name = "WorkerPatchInput"
+
+    @extend_schema(
+        tags=WORKERS,
+        summary="Show a worker",
+        responses={200: WorkerOutputSerializer, **error_responses(403, 404)},
+    )
+    def get(self, request: Request, worker_id: UUID) -> Response:
+        return Response(WorkerOutputSerializer(_worker_or_404(worker_id)).data)
+
+    @extend_schema(
+        tags=WORKERS,
         summary="Edit a worker",
         description="Change name, base_url, models, dedicated_org, or set `state` (e.g. `disabled`).",
-        request=WorkerPatchInput,
-        responses={200: WorkerOutput, **ERRORS, **NOT_FOUND},
-    ),
-    delete=extend_schema(summary="Remove a worker", responses={204: None, **ERRORS, **NOT_FOUND}),
-)
-class WorkerDetailView(generics.RetrieveUpdateDestroyAPIView):
-    permission_classes = [IsOperator]
-    serializer_class = WorkerOutput
-    http_method_names = ["get", "patch", "delete", "head", "options"]
-
-    def get_object(self) -> Worker:
-        return _worker_or_404(self.kwargs["worker_id"])
-
-    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        worker = self.get_object()
-        data = WorkerPatchInput(data=request.data, partial=True)
+        request=InputSerializer,
+        responses={200: WorkerOutputSerializer, **error_responses(400, 403, 404)},
+    )
+    def patch(self, request: Request, worker_id: UUID) -> Response:
+        worker = _worker_or_404(worker_id)
+        data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         changes = dict(data.validated_data)
         state = changes.pop("state", None)
-        worker = _call(services.worker_update, worker=worker, actor=request.user, **changes)
+        worker = services.worker_update(worker=worker, actor=request.user, **changes)
         if state is not None:
-            worker = _call(services.worker_set_state, worker=worker, state=state, actor=request.user)
-        return Response(WorkerOutput(worker).data)
+            worker = services.worker_set_state(worker=worker, state=state, actor=request.user)
+        return Response(WorkerOutputSerializer(worker).data)
 
-    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.worker_remove(worker=self.get_object(), actor=request.user)
+    @extend_schema(tags=WORKERS, summary="Remove a worker", responses={204: None, **error_responses(403, 404)})
+    def delete(self, request: Request, worker_id: UUID) -> Response:
+        services.worker_remove(worker=_worker_or_404(worker_id), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -166,25 +164,27 @@ class WorkerDrainView(APIView):
     permission_classes = [IsOperator]
 
     @extend_schema(
+        tags=WORKERS,
         summary="Drain a worker",
         description="No new traffic goes to it; requests in flight finish. Probes continue.",
         request=None,
-        responses={200: WorkerOutput, **ERRORS, **NOT_FOUND},
+        responses={200: WorkerOutputSerializer, **error_responses(403, 404)},
     )
-    def post(self, request: Request, worker_id: Any) -> Response:
-        worker = _call(services.worker_drain, worker=_worker_or_404(worker_id), actor=request.user)
-        return Response(WorkerOutput(worker).data)
+    def post(self, request: Request, worker_id: UUID) -> Response:
+        worker = services.worker_drain(worker=_worker_or_404(worker_id), actor=request.user)
+        return Response(WorkerOutputSerializer(worker).data)
 
 
 class WorkerUndrainView(APIView):
     permission_classes = [IsOperator]
 
     @extend_schema(
+        tags=WORKERS,
         summary="Undrain a worker",
         description="Back to `healthy` if its last probe passed, else `unhealthy` until probes pass.",
         request=None,
-        responses={200: WorkerOutput, **ERRORS, **NOT_FOUND},
+        responses={200: WorkerOutputSerializer, **error_responses(403, 404)},
     )
-    def post(self, request: Request, worker_id: Any) -> Response:
-        worker = _call(services.worker_undrain, worker=_worker_or_404(worker_id), actor=request.user)
-        return Response(WorkerOutput(worker).data)
+    def post(self, request: Request, worker_id: UUID) -> Response:
+        worker = services.worker_undrain(worker=_worker_or_404(worker_id), actor=request.user)
+        return Response(WorkerOutputSerializer(worker).data)

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from apps.orgs.invitations import invitation_create
 from apps.orgs.models import Invitation
-from apps.orgs.services import invitation_create
 from testing.actors import Actor
 
 

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
+from apps.audit.models import AuditEvent
 from apps.console.tests.conftest import signed_in
 from apps.keys.models import ApiKey
-from apps.orgs.models import AuditEvent, Invitation, Membership, Role
-from apps.orgs.services import invitation_create
+from apps.orgs.invitations import invitation_create
+from apps.orgs.models import Invitation, Membership, Role
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db

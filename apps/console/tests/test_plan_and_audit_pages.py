@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
 from apps.console.tests.conftest import signed_in
-from apps.orgs.models import AuditEvent
 from apps.plans.limits import admit
 from apps.plans.models import Plan
 from apps.plans.selectors import subscription_for_org

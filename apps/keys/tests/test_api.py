@@ -13,12 +13,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from apps.audit.models import AuditEvent
 from apps.keys import tokens
 from apps.keys.authentication import authenticate_key
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_reveal, api_key_rotate
-from apps.orgs.exceptions import Conflict
-from apps.orgs.models import AuditEvent
+from pendra_console.api.exceptions import Conflict
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db
@@ -232,7 +232,7 @@ def test_an_ordinary_key_cannot_be_revealed(member: Actor) -> None:
 def test_a_concurrent_second_reveal_is_gone(member: Actor) -> None:
     successor, _ = api_key_rotate(key=member.api_key, actor=None, grace=timedelta(hours=1), reveal_later=True)
     api_key_reveal(key=successor, actor=member.user)
-    from apps.orgs.exceptions import Gone
+    from pendra_console.api.exceptions import Gone
 
     with pytest.raises(Gone):
         api_key_reveal(key=successor, actor=member.user)

@@ -11,6 +11,8 @@ from django.apps import apps
 from django.db import models
 from django.db.models.functions import Cast
 
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit
 from apps.keys.services import api_key_rotate
 from testing.actors import Actor
 
@@ -62,9 +64,7 @@ def test_no_secret_is_stored_or_logged(owner: Actor, member: Actor, caplog: pyte
 
 def test_the_search_would_find_a_stored_secret(member: Actor) -> None:
     """The search above is only worth something if it can fail."""
-    from apps.orgs.services import audit_record
-
-    audit_record(event_type="key.changed", org=member.org, actor=member.user, data={"oops": member.key})
+    audit(member.user, AuditEvent.Type.KEY_CHANGED, member.api_key, data={"oops": member.key})
     assert _tables_containing(member.key) == ["orgs_auditevent.data"]
 
 

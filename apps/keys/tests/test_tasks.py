@@ -22,10 +22,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
 from apps.keys.lifecycle import notice_due
 from apps.keys.models import ApiKey, ExpiryNotice
 from apps.keys.services import api_key_create, api_key_update
-from apps.orgs.models import AuditEvent
 from testing.actors import Actor
 
 GRACE_SECONDS = 3

@@ -11,10 +11,11 @@ from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
 from apps.keys.models import ApiKey
-from apps.orgs.models import AuditEvent, Invitation, Membership, Role
+from apps.orgs.invitations import invitation_create
+from apps.orgs.models import Invitation, Membership, Role
 from apps.orgs.permissions import OrgScopedAPIView
-from apps.orgs.services import invitation_create
 from testing.actors import Actor, make_user
 
 pytestmark = pytest.mark.django_db

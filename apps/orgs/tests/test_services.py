@@ -7,12 +7,13 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Group
 
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit
 from apps.keys.authentication import key_cache, load_principal
 from apps.keys.services import api_key_revoke, api_key_rotate
-from apps.orgs.exceptions import ValidationError
-from apps.orgs.models import AuditEvent, Role
 from apps.orgs.platform import is_operator, is_support
-from apps.orgs.services import audit_record, membership_change_role, platform_role_grant
+from apps.orgs.services import membership_remove, org_delete, platform_role_grant
+from pendra_console.api.exceptions import ValidationError
 from pendra_console.request_id import current_request_id
 from testing.actors import Actor, make_user
 
@@ -35,7 +36,7 @@ def test_an_unknown_platform_role_is_refused() -> None:
 def test_audit_records_carry_the_current_request_id(member: Actor) -> None:
     token = current_request_id.set("req_0123456789abcdef01234567")
     try:
-        event = audit_record(event_type=AuditEvent.Type.KEY_CHANGED, org=member.org, actor=member.user)
+        event = audit(member.user, AuditEvent.Type.KEY_CHANGED, member.api_key)
     finally:
         current_request_id.reset(token)
     assert event.request_id == "req_0123456789abcdef01234567"
@@ -57,7 +58,13 @@ def test_rotating_evicts_the_gateway_cache(member: Actor) -> None:
     assert not _cached(member.api_key.public_id)
 
 
-def test_a_role_change_evicts_all_the_users_keys(owner: Actor, admin: Actor) -> None:
-    key_cache.store(admin.api_key.public_id, load_principal(admin.api_key.public_id))
-    membership_change_role(membership=admin.user.memberships.get(), role=Role.MEMBER, actor=owner.user)
-    assert not _cached(admin.api_key.public_id)
+def test_removing_a_member_evicts_their_keys(owner: Actor, member: Actor) -> None:
+    key_cache.store(member.api_key.public_id, load_principal(member.api_key.public_id))
+    membership_remove(membership=member.user.memberships.get(), actor=owner.user)
+    assert not _cached(member.api_key.public_id)
+
+
+def test_deleting_an_org_evicts_its_keys(owner: Actor, member: Actor) -> None:
+    key_cache.store(member.api_key.public_id, load_principal(member.api_key.public_id))
+    org_delete(org=member.org, actor=owner.user)
+    assert not _cached(member.api_key.public_id)

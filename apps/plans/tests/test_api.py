@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.orgs.models import AuditEvent
+from apps.audit.models import AuditEvent
 from apps.plans.models import Plan
 from apps.plans.selectors import plan_cache
 from testing.actors import Actor

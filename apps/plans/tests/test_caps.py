@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from apps.keys.models import ApiKey
+from apps.orgs.invitations import invitation_create
 from apps.orgs.models import Membership
-from apps.orgs.services import invitation_create
 from apps.plans.models import Subscription
 from apps.plans.tests.factories import plan_factory
 from testing.actors import Actor, make_user

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from apps.orgs.models import AuditEvent
+from apps.audit.models import AuditEvent
 from apps.requestlog.models import RequestRecord
 from apps.requestlog.services import write_records
 from testing.actors import Actor

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from rest_framework.test import APIClient
 
-from apps.orgs.models import AuditEvent, Organisation
+from apps.audit.models import AuditEvent
+from apps.orgs.models import Organisation
 from apps.workers.models import Worker, WorkerEvent, WorkerState
 from pendra_console.celery import app as celery_app
 from testing.workers import SimFactory

@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import connections
 
-from apps.orgs.models import AuditEvent
+from apps.audit.models import AuditEvent
 from apps.workers import health, selectors, services
 from apps.workers.models import Worker, WorkerEvent, WorkerState
 from testing.workers import Sim, SimFactory

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from apps.orgs.models import AuditEvent
+from apps.audit.models import AuditEvent
 from apps.workers.models import Worker
 
 pytestmark = pytest.mark.django_db

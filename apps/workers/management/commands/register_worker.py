@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.orgs.models import Organisation
 from apps.workers import health, selectors, services
 from apps.workers.model_spec import parse_models
+from pendra_console.api.exceptions import DomainError
 
 
 class Command(BaseCommand):
@@ -43,8 +43,13 @@ class Command(BaseCommand):
             else:
                 worker = services.worker_update(worker=existing, actor=None, **changes)
                 verb = "Updated"
-        except ValidationError as exc:
-            messages = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+        except DomainError as exc:
+            detail = exc.detail
+            messages = (
+                "; ".join(f"{field}: {error}" for field, error in detail.items())
+                if isinstance(detail, dict)
+                else detail
+            )
             raise CommandError(messages) from None
         if options["probe"]:
             worker = health.probe_worker(str(worker.pk), wait=max(0.0, options["wait"])) or worker

@@ -1,18 +1,11 @@
-"""Pieces every app's admin-API views share: strict input, pagination, documented errors."""
+"""Serializers every app's admin-API views share: strict input and the documented error shapes."""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
-from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.views import APIView
-
-from pendra_console.pagination import Pagination
 
 
 class StrictInputSerializer(serializers.Serializer):
@@ -27,14 +20,6 @@ class StrictInputSerializer(serializers.Serializer):
                     dict.fromkeys(unknown, f"This field cannot be set here; allowed fields: {allowed}.")
                 )
         return super().to_internal_value(data)
-
-
-def paginate(
-    *, request: Request, view: APIView, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer]
-) -> Response:
-    paginator = Pagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -67,16 +52,3 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     """401, 404 and 429 are always possible for an authenticated org route; add the others per view."""
     wanted = sorted({401, 429, *codes})
     return {code: OpenApiResponse(_DESCRIPTIONS[code][1], description=_DESCRIPTIONS[code][0]) for code in wanted}
-
-
-@cache
-def paginated(serializer_class: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
-    """The page envelope of pendra_console.pagination.Pagination around ``serializer_class``."""
-    attrs: dict[str, Any] = {
-        "count": serializers.IntegerField(),
-        "next": serializers.URLField(allow_null=True),
-        "previous": serializers.URLField(allow_null=True),
-        "results": serializer_class(many=True),
-        "Meta": type("Meta", (), {"ref_name": f"Paginated{name}List"}),
-    }
-    return type(f"Paginated{name}ListSerializer", (serializers.Serializer,), attrs)
