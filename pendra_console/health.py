@@ -11,6 +11,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from pendra_console.celery import app as celery_app
+
 logger = logging.getLogger("pendra.health")
 
 # Figures apps add to /readyz's body (e.g. requestlog's unwritten-record backlog), registered
@@ -38,9 +40,7 @@ def _check_cache() -> None:
 
 
 def _check_broker() -> None:
-    from pendra_console.celery import app
-
-    with app.connection_for_write() as conn:
+    with celery_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=1)
 
 

@@ -7,42 +7,24 @@
 - :class:`IsOperator`, :class:`IsSupportOrOperator`: DRF permissions for Pendra's own staff.
 
 A credential bound to one org (an API key; apps.keys puts it in ``request.auth``) is
-read through :class:`OrgCredential`, so this module needs nothing from the keys app.
+read through :mod:`apps.orgs.credentials`, so this module needs nothing from the keys app.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apps.orgs import selectors
+from apps.orgs.credentials import org_credential
 from apps.orgs.models import Membership, Organisation, Role, role_at_least
 from apps.orgs.platform import is_operator, is_support
 from pendra_console.api.exceptions import NotFound, PermissionDenied
 
 ORG_NOT_FOUND = "Organisation not found."
-
-
-@runtime_checkable
-class OrgCredential(Protocol):
-    """A credential that acts in one organisation only, as found in ``request.auth``: the org
-    it is bound to (None: a staff key, which acts as its user anywhere) and its user's
-    membership there, read when it authenticated (None: no longer a member)."""
-
-    @property
-    def org_id(self) -> int | None: ...
-
-    @property
-    def membership(self) -> Membership | None: ...
-
-
-def org_credential(request: Request) -> OrgCredential | None:
-    """The request's org-bound credential (an API key), or None for a session."""
-    credential = request.auth
-    return credential if isinstance(credential, OrgCredential) and credential.org_id is not None else None
 
 
 def role_required_detail(role: str) -> str:

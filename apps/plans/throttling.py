@@ -12,7 +12,7 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from apps.orgs.permissions import org_credential
+from apps.orgs.credentials import org_credential
 from apps.plans.limits import RateLimitExceeded, admit_api
 
 

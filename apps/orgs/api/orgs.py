@@ -12,8 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.orgs import selectors, services
+from apps.orgs.credentials import org_credential
 from apps.orgs.models import Membership, Organisation, Role
-from apps.orgs.permissions import OrgScopedAPIView, org_credential
+from apps.orgs.permissions import OrgScopedAPIView
 from pendra_console.api.pagination import paginate, paginated
 from pendra_console.api.serializers import StrictInputSerializer, error_responses
 
