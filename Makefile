@@ -25,12 +25,15 @@ test: $(STAMP)
 scaleout: $(STAMP)
 	$(BIN)/python -m pytest -m scaleout pendra_console/tests/test_scaleout.py $(PYTEST_ARGS)
 
+## make lint: ruff (rules and format) and the import contracts of pyproject.toml (lint-imports)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 lint-check: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
