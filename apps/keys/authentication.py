@@ -159,12 +159,6 @@ class KeyCache:
     def ttl(self) -> float:
         return self._ttl if self._ttl is not None else settings.PENDRA_KEY_CACHE_SECONDS
 
-    def cached(self, public_id: str) -> tuple[bool, KeyPrincipal | None]:
-        entry = self._entries.get(public_id)
-        if entry is None or entry[0] < time.monotonic():
-            return False, None
-        return True, entry[1]
-
     def peek(self, public_id: str) -> tuple[float, KeyPrincipal | None] | None:
         """The entry and when it expires (``time.monotonic``), expired or not."""
         return self._entries.get(public_id)

@@ -23,10 +23,6 @@ def org_key(*, org: Organisation, key_id: int) -> ApiKey | None:
     return ApiKey.objects.select_related("user", "org").filter(org=org, pk=key_id).first()
 
 
-def user_keys(*, user: Any) -> QuerySet[ApiKey]:
-    return ApiKey.objects.select_related("org").filter(user=user).order_by("-created_at", "-id")
-
-
 def org_owner_ids(*, org: Organisation) -> frozenset[int]:
     """The org's owners' user ids: an admin manages every key but theirs (apps.keys.permissions)."""
     return frozenset(Membership.objects.filter(org=org, role=Role.OWNER).values_list("user_id", flat=True))

@@ -194,12 +194,6 @@ def platform_role_grant(*, user: AbstractBaseUser, role: str, actor: Any = None)
     _platform_role_changed(user=user, actor=actor, data={"platform_role": role})
 
 
-@transaction.atomic
-def platform_role_revoke(*, user: AbstractBaseUser, role: str, actor: Any = None) -> None:
-    user.groups.remove(_platform_role_group(role))  # type: ignore[attr-defined]
-    _platform_role_changed(user=user, actor=actor, data={"platform_role_removed": role})
-
-
 def _platform_role_changed(*, user: AbstractBaseUser, actor: Any, data: dict[str, str]) -> None:
     user.__dict__.pop("_platform_roles", None)  # the per-request memo in apps.orgs.platform
     audit(actor, AuditEvent.Type.MEMBER_ROLE_CHANGED, user, org=None, data=data)

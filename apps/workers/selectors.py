@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from apps.workers.models import Worker, WorkerEvent, WorkerState
+from apps.workers.models import Worker, WorkerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,3 @@ def probe_targets() -> list[tuple[str, str]]:
     """(id, base_url) of every worker the health sweep checks: all but the disabled."""
     rows = Worker.objects.exclude(state=WorkerState.DISABLED).order_by("name").values_list("id", "base_url")
     return [(str(pk), base_url) for pk, base_url in rows]
-
-
-def worker_events(worker: Worker, *, limit: int = 50) -> list[WorkerEvent]:
-    return list(worker.events.all()[:limit])

@@ -43,7 +43,7 @@ def test_audit_records_carry_the_current_request_id(member: Actor) -> None:
 
 
 def _cached(public_id: str) -> bool:
-    return key_cache.cached(public_id)[0]
+    return key_cache.peek(public_id) is not None
 
 
 def test_revoking_evicts_the_gateway_cache(member: Actor) -> None:
