@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from django.conf import settings
 from django.db import models
@@ -102,7 +102,7 @@ class ApiKey(models.Model):
 
     audit_type = "api_key"  # how the audit log names a key
 
-    objects: Any = ApiKeyQuerySet.as_manager()
+    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
