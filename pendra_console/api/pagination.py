@@ -19,7 +19,7 @@ class Pagination(PageNumberPagination):
 
 
 def paginate(
-    *, request: Request, view: APIView, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer]
+    *, request: Request, view: APIView, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer[Any]]
 ) -> Response:
     paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
@@ -27,7 +27,7 @@ def paginate(
 
 
 @cache
-def paginated(serializer_class: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+def paginated(serializer_class: type[serializers.Serializer[Any]], name: str) -> type[serializers.Serializer[Any]]:
     """The page envelope of Pagination around ``serializer_class``."""
     attrs: dict[str, Any] = {
         "count": serializers.IntegerField(),

@@ -8,7 +8,9 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 
-class StrictInputSerializer(serializers.Serializer):
+# DRF's Serializer is generic only in its stubs (no django_stubs_ext monkeypatch here), so a
+# base class cannot say Serializer[Any] at run time: the ignores below say it for mypy.
+class StrictInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """Rejects fields it does not declare: a PATCH of ``role`` or ``org`` must fail loudly, not be ignored."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -22,7 +24,7 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
     detail = serializers.CharField(help_text="What went wrong, in one sentence.")
     request_id = serializers.CharField(help_text="Quote it to support.")
 
@@ -31,7 +33,8 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class ValidationErrorSerializer(ErrorSerializer):
-    errors = serializers.DictField(required=False, help_text="The invalid fields and why.")
+    # A field of the documented body, not Serializer.errors: this serializer only describes the schema.
+    errors = serializers.DictField(required=False, help_text="The invalid fields and why.")  # type: ignore[assignment]
 
     class Meta:
         ref_name = "ValidationError"
