@@ -44,7 +44,12 @@ def _development_values() -> dict[str, str]:
     # A key that an earlier `make run` generated into var/ keeps its sessions valid.
     legacy = Path(os.environ.get("PENDRA_VAR_DIR") or BASE_DIR / "var") / "secret_key"
     secret = legacy.read_text().strip() if legacy.is_file() else ""
-    return {"DEBUG": "1", "SECRET_KEY": secret or secrets.token_urlsafe(50)}
+    return {
+        "DEBUG": "1",
+        "SECRET_KEY": secret or secrets.token_urlsafe(50),
+        # Sign-up, verification and password-reset emails as files in var/mail/ (PENDRA_EMAIL_FILE_PATH).
+        "PENDRA_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+    }
 
 
 def write_development_values(path: Path) -> list[str]:

@@ -16,6 +16,7 @@ from django.contrib.auth.hashers import make_password
 from django.middleware.csrf import _get_new_csrf_string
 from rest_framework.test import APIClient
 
+from apps.accounts.services import email_address_mark_verified
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_create
 from apps.orgs.models import Organisation, Role
@@ -61,6 +62,7 @@ def make_user(email: str) -> Any:
     user = user_create(email=email)
     user.password = _password_hash()
     user.save(update_fields=["password"])
+    email_address_mark_verified(user=user)
     return user
 
 

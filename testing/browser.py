@@ -9,8 +9,8 @@ Fixtures (loaded from the root conftest.py):
   request to another origin fails the test at teardown, as does an error in the page's console
   (a CSP refusal is one).
 
-Helpers for the tests: :func:`screenshot` (both widths, under ``docs/screenshots/``) and
-:func:`assert_same_origin` (call it mid-test for a clearer failure).
+Helpers for the tests: :func:`sign_in`, :func:`screenshot` (both widths, under
+``docs/screenshots/``) and :func:`assert_same_origin` (call it mid-test for a clearer failure).
 
 Playwright's sync API runs an event loop in this thread while a browser is open, so Django,
 seeing a running loop, would refuse database calls from the test itself; the ``browser``
@@ -92,6 +92,22 @@ def assert_same_origin(page: Any) -> None:
     assert recorder.requests, "the page recorded no request at all; is the recorder attached?"
     assert recorder.foreign_requests() == [], f"requests to other origins: {recorder.foreign_requests()}"
     assert recorder.console_errors == [], f"errors in the page's console: {recorder.console_errors}"
+
+
+def sign_in(page: Any, email: str, password: str) -> None:
+    """Through the sign-in form, as a person would; returns once the next page has loaded."""
+    page.goto("/accounts/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+
+
+def sign_out(page: Any) -> None:
+    """Through the user menu's POST form."""
+    page.locator(".user-menu summary").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click()
 
 
 def screenshot(page: Any, name: str) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Console sign-in and sign-out, with sign-in throttled per username and per IP.
+"""Console sign-in (django-allauth's, at /accounts/login/), throttled per username and per IP.
 
 Every POST counts (before the password is checked, so parallel guesses cannot all slip
 in under the limit): the sixth attempt on one username inside the window is refused
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.views import LoginView, LogoutView
+from allauth.account.forms import LoginForm
+from allauth.account.views import LoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
@@ -25,7 +26,7 @@ LOGIN_RATE_PER_IP = (20, 300)
 
 
 def _username(group: str, request: HttpRequest) -> str:
-    return request.POST.get("username", "").strip().lower()[:254]
+    return request.POST.get("login", "").strip().lower()[:254]
 
 
 def _throttle_refusal(request: HttpRequest) -> HttpResponse | None:
@@ -52,24 +53,17 @@ def _throttle_refusal(request: HttpRequest) -> HttpResponse | None:
 
 
 def _login_page(request: HttpRequest, *, status: int, error: str, retry_after: int) -> HttpResponse:
-    from django.contrib.auth.forms import AuthenticationForm
-
-    context: dict[str, Any] = {"form": AuthenticationForm(request), "throttle_error": error}
-    response = render(request, "console/login.html", context, status=status)
+    context: dict[str, Any] = {"form": LoginForm(request=request), "throttle_error": error}
+    response = render(request, "account/login.html", context, status=status)
     response["Retry-After"] = str(retry_after)
     return response
 
 
 class ConsoleLoginView(LoginView):
-    template_name = "console/login.html"
-    redirect_authenticated_user = True
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refusal = _throttle_refusal(request)
-        if refusal is not None:
-            return refusal
-        return super().post(request, *args, **kwargs)
-
-
-class ConsoleLogoutView(LogoutView):
-    next_page = "console:login"
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Before allauth's own per-IP limit, which raises (a 500) when the cache is down.
+        if request.method == "POST":
+            refusal = _throttle_refusal(request)
+            if refusal is not None:
+                return refusal
+        return super().dispatch(request, *args, **kwargs)

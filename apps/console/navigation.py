@@ -38,6 +38,7 @@ ORG_SECTIONS = (
     Section("Members", "console:members"),
     Section("Plan", "console:plan"),
     Section("Audit log", "console:audit", min_role=Role.ADMIN),
+    Section("Security", "console:org-security", min_role=Role.OWNER),
 )
 
 

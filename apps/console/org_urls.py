@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.console import audit_pages, key_pages, member_pages, org_pages, plan_pages
+from apps.console import audit_pages, key_pages, member_pages, org_pages, plan_pages, security_pages
 
 urlpatterns = [
     path("", org_pages.OrgOverview.as_view(), name="org-overview"),
@@ -26,4 +26,5 @@ urlpatterns = [
     path("plan/", plan_pages.PlanPage.as_view(), name="plan"),
     path("plan/change/", plan_pages.PlanChange.as_view(), name="plan-change"),
     path("audit/", audit_pages.AuditLog.as_view(), name="audit"),
+    path("security/", security_pages.OrgSecurity.as_view(), name="org-security"),
 ]

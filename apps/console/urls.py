@@ -1,13 +1,15 @@
 from django.urls import include, path
+from django.views.generic import RedirectView
 
-from apps.console import auth_views, member_pages, org_urls, views
+from apps.console import member_pages, org_urls, views
 
 app_name = "console"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.ConsoleLoginView.as_view(), name="login"),
-    path("logout/", auth_views.ConsoleLogoutView.as_view(), name="logout"),
+    # Sign-in and sign-out moved to /accounts/ (django-allauth); old links and bookmarks still work.
+    path("login/", RedirectView.as_view(pattern_name="account_login", query_string=True), name="login"),
+    path("logout/", RedirectView.as_view(pattern_name="account_logout"), name="logout"),
     path("orgs/<slug:slug>/", include(org_urls.urlpatterns)),
     path("invitations/accept/", member_pages.InvitationAccept.as_view(), name="invitation-accept"),
 ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
+
+from apps.accounts.services import email_address_mark_verified
+from apps.orgs.services import user_create
 
 pytestmark = pytest.mark.django_db
 
@@ -14,15 +16,17 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def user():  # type: ignore[no-untyped-def]
-    return get_user_model().objects.create_user(username="alice@example.com", password=PASSWORD)
+    user = user_create(email="alice@example.com", password=PASSWORD)
+    email_address_mark_verified(user=user)
+    return user
 
 
 def _attempt(client: Client, username: str, password: str, ip: str = "10.0.0.1"):  # type: ignore[no-untyped-def]
-    return client.post(reverse("console:login"), {"username": username, "password": password}, REMOTE_ADDR=ip)
+    return client.post(reverse("account_login"), {"login": username, "password": password}, REMOTE_ADDR=ip)
 
 
 def test_the_login_page_renders(client: Client) -> None:
-    response = client.get(reverse("console:login"))
+    response = client.get(reverse("account_login"))
 
     assert response.status_code == 200
     assert b"Sign in" in response.content

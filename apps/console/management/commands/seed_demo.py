@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -78,8 +79,11 @@ class Command(BaseCommand):
         user_model = get_user_model()
         user = user_model.objects.filter(username=email).first()
         if user is None:
-            return user_model.objects.create_user(username=email, email=email, password=password)
-        user.set_password(password)
-        user.is_active = True
-        user.save(update_fields=["password", "is_active"])
+            user = user_model.objects.create_user(username=email, email=email, password=password)
+        else:
+            user.set_password(password)
+            user.is_active = True
+            user.save(update_fields=["password", "is_active"])
+        # Demo addresses cannot receive mail; they count as verified so the demo users can sign in.
+        EmailAddress.objects.update_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
         return user
