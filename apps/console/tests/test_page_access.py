@@ -22,19 +22,19 @@ pytestmark = pytest.mark.django_db
 ROLES = ["owner", "admin", "member", "outsider", "support", "operator", "signed out"]
 PAGES = ("org-overview", "keys", "key-detail", "members", "plan", "audit")
 OWNER_FORMS = ("org-rename", "org-transfer", "org-delete", "member-invite", "member-role", "member-remove")
-OWNER_FORMS += ("invitation-withdraw", "plan-change")
+OWNER_FORMS += ("invitation-withdraw", "plan-change", "org-security")
 # GET of each page by each org role; the key page is the member's own key.
 GET = {
-    "owner": dict.fromkeys(PAGES, 200),
-    "admin": dict.fromkeys(PAGES, 200),
-    "member": {**dict.fromkeys(PAGES, 200), "audit": 403},
+    "owner": {**dict.fromkeys(PAGES, 200), "org-security": 200},
+    "admin": {**dict.fromkeys(PAGES, 200), "org-security": 403},
+    "member": {**dict.fromkeys(PAGES, 200), "audit": 403, "org-security": 403},
 }
 # An empty form POSTed: 200 (the form with its errors), 302 (done, or refused with a message),
 # 403 (the role or the key's owner forbids it), 405 (a page without a form).
 POST = {
     "owner": {
         **dict.fromkeys(OWNER_FORMS, 200),
-        **dict.fromkeys(("member-role", "member-remove", "invitation-withdraw", "plan-change"), 302),
+        **dict.fromkeys(("member-role", "member-remove", "invitation-withdraw", "plan-change", "org-security"), 302),
         "keys": 200,
         "key-detail": 200,
         "key-rotate": 200,

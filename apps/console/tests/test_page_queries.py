@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
 
 MAX_QUERIES = 15
 PAGES = ["/orgs/acme/", "/orgs/acme/keys/", "/orgs/acme/members/", "/orgs/acme/plan/", "/orgs/acme/audit/"]
+PAGES += ["/orgs/acme/security/"]
 
 
 @pytest.fixture
