@@ -24,7 +24,7 @@ def forced_errors(settings) -> None:
     ("method", "path", "status"),
     [
         ("get", "/healthz", 200),
-        ("get", "/", 200),
+        ("get", "/", 302),  # the console sends a signed-out visitor to sign in
         ("get", "/no-such-page", 404),
         ("post", "/healthz", 405),
         ("get", "/api/v1/schema/", 200),
