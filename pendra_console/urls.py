@@ -4,7 +4,6 @@ the WSGI client) know they exist."""
 
 from django.urls import include, path
 
-from apps.console.auth_views import ConsoleLoginView
 from pendra_console import errors, health
 
 urlpatterns = [
@@ -12,7 +11,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include("pendra_console.api_urls")),
     # Before allauth's own URLs, so sign-in keeps the console's throttle.
-    path("accounts/login/", ConsoleLoginView.as_view(), name="account_login"),
+    path("accounts/", include("apps.console.account_urls")),
     path("accounts/", include("allauth.urls")),
     path("", include("apps.console.urls")),
 ]

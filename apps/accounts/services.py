@@ -9,9 +9,10 @@ from django.db import transaction
 
 from apps.accounts.models import OrgSecurity
 from apps.accounts.selectors import user_has_two_factor
-from apps.orgs.exceptions import ValidationError
-from apps.orgs.models import AuditEvent, Organisation
-from apps.orgs.services import audit_record
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit
+from apps.orgs.models import Organisation
+from pendra_console.api.exceptions import ValidationError
 
 
 @transaction.atomic
@@ -29,14 +30,7 @@ def org_two_factor_requirement_set(*, org: Organisation, actor: Any, required: b
     previous = security.require_two_factor
     security.require_two_factor = required
     security.save(update_fields=["require_two_factor", "updated_at"])
-    audit_record(
-        event_type=AuditEvent.Type.ORG_CHANGED,
-        org=org,
-        actor=actor,
-        target_type="org",
-        target_id=org.pk,
-        data={"require_two_factor": {"from": previous, "to": required}},
-    )
+    audit(actor, AuditEvent.Type.ORG_CHANGED, org, data={"require_two_factor": {"from": previous, "to": required}})
     return security
 
 

@@ -13,7 +13,8 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.accounts.models import OrgSecurity
-from apps.orgs.models import AuditEvent, Membership, Organisation, Role
+from apps.audit.models import AuditEvent
+from apps.orgs.models import Membership, Organisation, Role
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db
