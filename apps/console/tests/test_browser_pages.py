@@ -20,20 +20,12 @@ from django.test import Client
 
 from apps.keys.models import ApiKey
 from testing.actors import Actor
-from testing.browser import assert_same_origin, screenshot
+from testing.browser import assert_same_origin, screenshot, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PAGES = ["/orgs/acme/", "/orgs/acme/keys/", "/orgs/acme/members/", "/orgs/acme/plan/", "/orgs/acme/audit/"]
 EXAMPLE_SECRET = "pnd_xxxxxxxxxxxx_shown-once-and-never-again"
-
-
-def _sign_in(page: Any, email: str, password: str) -> None:
-    page.goto("/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def _session_for(page: Any, user: Any) -> None:
@@ -73,11 +65,6 @@ def _mask_secret(page: Any) -> None:
     page.locator("#new-secret").evaluate(f"node => node.textContent = {EXAMPLE_SECRET!r}")
 
 
-def _csrf_post(page: Any, path: str, form: dict[str, str]) -> Any:
-    token = next(c["value"] for c in page.context.cookies() if c["name"] == settings.CSRF_COOKIE_NAME)
-    return page.request.post(path, form={**form, "csrfmiddlewaretoken": token}, headers={"Referer": page.url})
-
-
 @pytest.fixture
 def fleet(live: Any, simulator: Callable[..., Any], register_sim: Callable[[Any], Any]) -> Any:
     for name in ("sim-a", "sim-b"):
@@ -87,7 +74,7 @@ def fleet(live: Any, simulator: Callable[..., Any], register_sim: Callable[[Any]
 
 def test_an_owner_creates_uses_rotates_and_revokes_a_key(fleet: Any, page: Any, owner: Actor) -> None:
     page.on("dialog", lambda dialog: dialog.accept())
-    _sign_in(page, owner.email, owner.password)
+    sign_in(page, owner.email, owner.password)
 
     page.goto("/orgs/acme/keys/")
     page.get_by_label("Name").fill("production backend")
@@ -143,7 +130,7 @@ def test_every_page_opens_for_each_role_from_its_own_origin_only(
     for path in paths:
         response = page.goto(path)
         seen[path] = response.status
-        assert ("/login/" in page.url) == (role == "signed out")
+        assert ("/accounts/login/" in page.url) == (role == "signed out")
         assert_same_origin(page)
         if role == "owner" and path in PAGES:
             screenshot(page, {"/orgs/acme/": "org-overview"}.get(path, path.strip("/").split("/")[-1]))
