@@ -18,7 +18,7 @@ from testing.live import LiveServer
 from testing.require import require_service
 
 # Fixture families live in their own modules so each app's tests can share them.
-pytest_plugins = ["testing.actors", "testing.workers", "testing.celery", "testing.browser"]
+pytest_plugins = ["testing.actors", "testing.workers", "testing.scripted_workers", "testing.celery", "testing.browser"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -37,6 +37,7 @@ def pytest_load_initial_conftests(
     os.environ["PENDRA_SSL_REDIRECT"] = "0"
     os.environ["PENDRA_SECURE_COOKIES"] = "0"
     os.environ["PENDRA_ALLOW_PRIVATE_WORKER_URLS"] = "1"
+    os.environ["PENDRA_FORWARD_SIM_HEADERS"] = "1"
     os.environ["PENDRA_VAR_DIR"] = tempfile.mkdtemp(prefix="pendra-test-var-")
     os.environ["PENDRA_RECORD_FLUSH_SECONDS"] = "0.05"
 

@@ -26,18 +26,19 @@ from apps.gateway import validation
 from apps.gateway.exchange import JSON, ClientGone, Exchange
 from apps.gateway.routes import Route
 from apps.gateway.routing import FleetSnapshot, WorkerPool
-from apps.gateway.streaming import SSEFilter
+from apps.gateway.streaming import EventTooLarge, SSEFilter
 from apps.keys.authentication import KeyPrincipal
 from apps.requestlog.cleaning import MAX_TOKEN_COUNT, TOKEN_FIELDS
 from apps.requestlog.services import TokenUsage
+from apps.workers.egress import worker_connector
 from apps.workers.selectors import WorkerTarget
 
 logger = logging.getLogger("pendra.gateway")
 
 # Headers a client may pass on to the worker. Credentials, cookies and hop-by-hop
-# headers never leave; x-sim-* drive the bundled simulator's fault knobs.
+# headers never leave; x-sim-* drive the bundled simulator's fault knobs and are passed
+# only where the simulator is in use (PENDRA_FORWARD_SIM_HEADERS).
 _FORWARDED = {b"content-type", b"accept", b"user-agent"}
-_MAX_ERROR_BODY = 64 * 1024
 
 
 class Retry(Exception):
@@ -107,7 +108,8 @@ class Proxy:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # One pooled client per process; connections to workers are kept alive.
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=60, keepalive_timeout=30)
+            # Every address is checked as it is resolved (DNS rebinding), see apps.workers.egress.
+            connector = worker_connector(limit=0, limit_per_host=256, ttl_dns_cache=60, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
         return self._session
 
@@ -159,10 +161,11 @@ class Proxy:
         limit = float(getattr(settings, route.timeout_setting))
         deadline = None if route.idle_timeout else time.monotonic() + limit
         payload = valid.upstream_body if valid.upstream_body is not None else body
+        sim_headers = settings.PENDRA_FORWARD_SIM_HEADERS
         headers = {
             name.decode(): value.decode("latin-1")
             for name, value in exchange.headers.items()
-            if name in _FORWARDED or name.startswith(b"x-sim-")
+            if name in _FORWARDED or (sim_headers and name.startswith(b"x-sim-"))
         }
         headers["X-Request-Id"] = exchange.request_id
         headers["Accept-Encoding"] = "identity"
@@ -229,8 +232,9 @@ class Proxy:
         )
         exchange.upstream_started = time.perf_counter()
         try:
+            # A redirect could point anywhere, including addresses no worker may have: never followed.
             response = await self.session.post(
-                worker.base_url + route.path, data=payload, headers=headers, timeout=timeout
+                worker.base_url + route.path, data=payload, headers=headers, timeout=timeout, allow_redirects=False
             )
         except aiohttp.ServerTimeoutError as exc:
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -251,16 +255,22 @@ class Proxy:
             response.close()
 
     async def relay_body(self, exchange: Exchange, response: aiohttp.ClientResponse, route: Route) -> None:
+        status = response.status
+        if 300 <= status < 400:
+            raise Retry(f"HTTP {status}: a redirect, which is never followed")
+        # A worker's answer is held in memory whole: bounded, so one worker cannot exhaust the process.
+        limit = settings.PENDRA_WORKER_MAX_ERROR_BYTES if status >= 400 else settings.PENDRA_WORKER_MAX_BODY_BYTES
         try:
-            content = await response.read()
+            content = await _read_bounded(response, limit)
         except aiohttp.ServerTimeoutError:
             raise UpstreamTimeout from None
         except aiohttp.ClientError as exc:
             raise Retry(f"the worker's response broke off: {exc.__class__.__name__}") from None
+        if content is None:
+            raise Retry(f"its HTTP {status} answer exceeded {limit} bytes")
         exchange.first_byte_at = exchange.upstream_finished = time.perf_counter()
-        status = response.status
         if status >= 500:
-            raise Retry(f"HTTP {status}", _openai_envelope(content[:_MAX_ERROR_BODY]))
+            raise Retry(f"HTTP {status}", _openai_envelope(content))
         content_type = response.headers.get("Content-Type", "application/octet-stream").encode("latin-1")
         if status >= 400:
             # The worker refused the request itself: its answer (often an OpenAI envelope) goes back as it is.
@@ -284,7 +294,7 @@ class Proxy:
     async def relay_stream(
         self, exchange: Exchange, response: aiohttp.ClientResponse, valid: validation.ValidRequest, route: Route
     ) -> None:
-        stream = SSEFilter(strip_usage=not valid.include_usage)
+        stream = SSEFilter(strip_usage=not valid.include_usage, max_event_bytes=settings.PENDRA_WORKER_MAX_EVENT_BYTES)
         try:
             first = await response.content.readany()
         except aiohttp.ServerTimeoutError:
@@ -301,7 +311,10 @@ class Proxy:
         # From here on the client has bytes: failures end the stream with an error event, never a replay.
         chunk = first
         while chunk:
-            out = stream.feed(chunk)
+            try:
+                out = stream.feed(chunk)
+            except EventTooLarge as exc:
+                return await self.break_stream(exchange, 502, f"The worker sent {exc}.")
             if out:
                 await exchange.body(out, more=True)
             try:
@@ -332,6 +345,21 @@ class Proxy:
             "error": {"message": detail, "type": "api_error", "code": "stream_broken", "param": None},
         }
         await exchange.body(b"data: " + json.dumps(event).encode() + b"\n\n", more=False)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it is known to be longer than ``limit`` bytes."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
 async def _disconnected(receive: Any) -> None:

@@ -4,6 +4,11 @@ The filter cuts the byte stream into complete events (a chunk from the network m
 hold several events or part of one), notices the final ``data: [DONE]`` and the
 usage the worker reports, and drops the usage-only chunk the gateway asked for on
 the client's behalf when the client did not ask for it itself.
+
+The stream is finished only by an event that is exactly ``data: [DONE]``: a model may
+write "[DONE]" in its content. An event longer than ``max_event_bytes`` ends the
+stream (a worker that never sends a blank line would otherwise grow the buffer
+without end).
 """
 
 from __future__ import annotations
@@ -12,14 +17,24 @@ import json
 from typing import Any
 
 _DONE = b"data: [DONE]"
+_DONE_EVENTS = frozenset({_DONE, b"data:[DONE]"})
+
+
+class EventTooLarge(Exception):
+    """An event (or the unfinished rest of one) is longer than the bound; ``str()`` says so."""
+
+
+def _has_done(events: bytes) -> bool:
+    return b"[DONE]" in events and any(event.strip() in _DONE_EVENTS for event in events.split(b"\n\n"))
 
 
 class SSEFilter:
-    __slots__ = ("_buffer", "done", "strip_usage", "usage")
+    __slots__ = ("_buffer", "done", "max_event_bytes", "strip_usage", "usage")
 
-    def __init__(self, *, strip_usage: bool) -> None:
+    def __init__(self, *, strip_usage: bool, max_event_bytes: int = 1024 * 1024) -> None:
         self._buffer = b""
         self.strip_usage = strip_usage
+        self.max_event_bytes = max_event_bytes
         self.usage: Any = None
         self.done = False
 
@@ -30,14 +45,23 @@ class SSEFilter:
         end = data.rfind(b"\n\n")
         if end < 0:
             self._buffer = data
+            self._check(data)
             return b""
         complete, self._buffer = data[: end + 2], data[end + 2 :]
-        if b"[DONE]" in complete:
+        self._check(self._buffer)
+        if len(complete) > self.max_event_bytes:  # only then can one of its events be too long
+            for event in complete.split(b"\n\n"):
+                self._check(event)
+        if _has_done(complete):
             self.done = True
         if b'"usage"' not in complete:
             return complete  # the common case: nothing to inspect, pass the bytes on untouched
         kept = [event for event in complete.split(b"\n\n") if event and self._keep(event)]
         return b"".join(event + b"\n\n" for event in kept)
+
+    def _check(self, event: bytes) -> None:
+        if len(event) > self.max_event_bytes:
+            raise EventTooLarge(f"an event longer than {self.max_event_bytes} bytes")
 
     def _keep(self, event: bytes) -> bool:
         if b'"usage"' not in event or not event.startswith(b"data: ") or event.startswith(_DONE):
@@ -56,7 +80,7 @@ class SSEFilter:
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         if rest.strip():
-            if _DONE in rest:
+            if _has_done(rest):
                 self.done = True
             return rest if rest.endswith(b"\n\n") else rest + b"\n\n"
         return b""

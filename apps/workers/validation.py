@@ -5,7 +5,11 @@ from inside the platform's network. So a URL is accepted only when it is plain
 http(s), carries no credentials, and neither it nor any address its host resolves to
 is link-local, a cloud metadata endpoint, unspecified, multicast or reserved. Loopback
 and private ranges are refused too unless ``PENDRA_ALLOW_PRIVATE_WORKER_URLS`` is on
-(dev and tests, where the simulators live on 127.0.0.1).
+(dev and tests, where the simulators live on 127.0.0.1). IPv6 forms that lead to an
+IPv4 address (mapped, compatible, 6to4, Teredo, NAT64) are judged by that address.
+
+Registration is not enough on its own: a name can resolve elsewhere later (DNS
+rebinding), so every connection to a worker checks again (:mod:`apps.workers.egress`).
 """
 
 from __future__ import annotations
@@ -45,9 +49,41 @@ class WorkerUrlError(ValueError):
     """The URL is unacceptable; ``str(error)`` says why, for a 400 detail."""
 
 
-def _address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address leads to: a translator or tunnel delivers to them, so they are checked."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _NAT64_WELL_KNOWN:
+        return [low32]
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # ::a.b.c.d (deprecated), not :: or ::1
+        return [low32]
+    return []
+
+
+def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
+    """Why a worker may not be reached at ``address``, or None; registration and every connection ask."""
+    if isinstance(address, ipaddress.IPv6Address):
+        for embedded in _embedded_ipv4(address):
+            problem = address_problem(embedded, allow_private=allow_private)
+            if problem is not None:
+                return problem
+        if address in _NAT64_WELL_KNOWN:
+            return None  # a public IPv4 address behind the translator
+        if address in _NAT64_LOCAL_USE:
+            # Where a local-use NAT64 prefix puts the IPv4 address depends on its length: refuse them all.
+            return f"{address} is a NAT64 local-use address"
+        if address.is_site_local and not allow_private:
+            return f"{address} is a site-local address, and private worker URLs are not allowed here"
     if address in METADATA_ADDRESSES:
         return f"{address} is a cloud metadata address"
     if address.is_link_local:
@@ -118,7 +154,7 @@ def validate_worker_url(raw: str, *, allow_private: bool | None = None) -> str:
     if host in METADATA_HOSTS:
         raise WorkerUrlError(f"Worker URL host {host} is a cloud metadata endpoint.")
     for address in _resolve(host, port or (443 if scheme == "https" else 80)):
-        problem = _address_problem(address, allow_private=allow_private)
+        problem = address_problem(address, allow_private=allow_private)
         if problem is not None:
             raise WorkerUrlError(f"Worker URL host {host} is not allowed: {problem}.")
     netloc = f"[{host}]" if ":" in host else host

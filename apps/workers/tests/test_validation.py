@@ -86,3 +86,44 @@ def test_an_edit_to_an_unsafe_url_is_refused_and_changes_nothing(operator_api: A
 
     assert response.status_code == 400
     assert Worker.objects.get(pk=worker_id).base_url == "http://127.0.0.1:8101"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        # 6to4 (2002::/16) carries an IPv4 address in bits 16-48: it is that address in disguise.
+        ("http://[2002:a9fe:a9fe::]/", "169.254.169.254 is a cloud metadata address"),
+        ("http://[2002:7f00:1::]:8000", "127.0.0.1 is a loopback address"),
+        ("http://[2002:a00:1::]/", "10.0.0.1 is a private address"),
+        # NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
+        ("http://[64:ff9b::a9fe:a9fe]/", "169.254.169.254 is a cloud metadata address"),
+        ("http://[64:ff9b::7f00:1]:8000", "127.0.0.1 is a loopback address"),
+        ("http://[64:ff9b:1::a00:1]/", "NAT64"),
+        # IPv4-compatible (::a.b.c.d) and IPv4-mapped forms.
+        ("http://[::a9fe:a9fe]/", "169.254.169.254 is a cloud metadata address"),
+        ("http://[::ffff:7f00:1]:8000", "127.0.0.1 is a loopback address"),
+        ("http://[::ffff:a00:1]/", "10.0.0.1 is a private address"),
+        # Teredo (2001::/32) embeds its server and an obfuscated client address.
+        ("http://[2001:0:a00:1:0:f227:80ff:fffe]/", "10.0.0.1 is a private address"),
+        # Site-local IPv6 (fec0::/10) is deprecated but still routed privately by some networks.
+        ("http://[fec0::1]/", "site-local"),
+    ],
+)
+def test_addresses_embedding_a_refused_address_are_refused(
+    operator_api: APIClient, settings, url: str, says: str
+) -> None:
+    settings.PENDRA_ALLOW_PRIVATE_WORKER_URLS = False
+
+    response = _register(operator_api, url)
+
+    assert response.status_code == 400
+    assert says in response.json()["detail"]
+    assert not Worker.objects.exists()
+
+
+def test_a_6to4_address_embedding_a_public_address_is_accepted(operator_api: APIClient, settings) -> None:
+    settings.PENDRA_ALLOW_PRIVATE_WORKER_URLS = False
+
+    response = _register(operator_api, "http://[2002:808:808::1]:8000")
+
+    assert response.status_code == 201

@@ -1,0 +1,53 @@
+"""The only way out to a worker: connections that re-check every address they are about to use.
+
+A worker URL was checked when it was registered (:mod:`apps.workers.validation`), but a
+host name can resolve to another address later (DNS rebinding, or a record an attacker
+controls). So the resolver of every connection to a worker, from the gateway and from
+the health probes, refuses a name that now resolves to an address registration would
+have refused. An IP literal never reaches the resolver; it was judged at registration
+and cannot change. Redirects are never followed (callers pass ``allow_redirects=False``):
+a worker could otherwise send the request anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from django.conf import settings
+
+from apps.workers.validation import address_problem
+
+
+class RefusedAddress(OSError):
+    """The worker's host resolved to an address that is not allowed."""
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, refusing the answer if any address in it is one a worker may not have."""
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allow_private = settings.PENDRA_ALLOW_PRIVATE_WORKER_URLS
+        for result in results:
+            address = ipaddress.ip_address(str(result["host"]).split("%", 1)[0])
+            problem = address_problem(address, allow_private=allow_private)
+            if problem is not None:
+                raise RefusedAddress(f"worker host {host} resolves to a refused address: {problem}")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def worker_connector(**options: Any) -> aiohttp.TCPConnector:
+    """A connector for talking to workers (inside a running event loop)."""
+    return aiohttp.TCPConnector(resolver=GuardedResolver(), **options)

@@ -1,0 +1,125 @@
+"""Hostile or broken workers for egress tests: a loopback HTTP server answering as a test scripts it.
+
+``scripted_worker(answer)`` starts one on a free port. ``answer(method, path, headers, body)``
+returns ``(status, headers, body)`` where ``body`` is bytes or an iterable of byte chunks
+(each written and flushed as it comes, so a stream can be scripted), or ``None`` for the
+default: ``/health`` answers 200 and ``/v1/models`` lists ``scripted-chat``. Every request
+the server saw is in ``.hits`` as ``(method, path, headers)``. ``register_scripted(worker)``
+registers it and probes it healthy, as ``register_sim`` does for a simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from testing.servers import free_port
+
+Answer = tuple[int, dict[str, str], bytes | Iterable[bytes]]
+Script = Callable[[str, str, dict[str, str], bytes], Answer | None]
+
+MODEL = "scripted-chat"
+
+
+def _default(method: str, path: str) -> Answer:
+    if path == "/health":
+        return 200, {"Content-Type": "application/json"}, b'{"status": "ok"}'
+    if path == "/v1/models":
+        body = json.dumps({"object": "list", "data": [{"id": MODEL, "kind": "chat"}]}).encode()
+        return 200, {"Content-Type": "application/json"}, body
+    return 404, {"Content-Type": "application/json"}, b'{"detail": "not scripted"}'
+
+
+class ScriptedWorker:
+    def __init__(self, script: Script | None = None, *, host: str = "127.0.0.1") -> None:
+        self.script = script
+        self.hits: list[tuple[str, str, dict[str, str]]] = []
+        self.port = free_port()
+        self.host = host
+        worker = self
+
+        class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.0: the body ends when the connection closes, so a script may stream without lengths.
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                worker.hits.append((self.command, self.path, headers))
+                answer = worker.script(self.command, self.path, headers, body) if worker.script else None
+                status, reply_headers, content = answer or _default(self.command, self.path)
+                self.send_response(status)
+                for name, value in reply_headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                chunks = [content] if isinstance(content, bytes) else content
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = _serve
+            do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def inference_hits(self) -> list[tuple[str, str, dict[str, str]]]:
+        return [hit for hit in self.hits if hit[1] not in {"/health", "/v1/models"}]
+
+    def start(self) -> ScriptedWorker:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def scripted_worker() -> Iterator[Callable[..., ScriptedWorker]]:
+    """``scripted_worker(script=None, host="127.0.0.1") -> ScriptedWorker``, started; stopped at teardown."""
+    started: list[ScriptedWorker] = []
+
+    def start(script: Script | None = None, *, host: str = "127.0.0.1") -> ScriptedWorker:
+        worker = ScriptedWorker(script, host=host).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def register_scripted(db: None) -> Callable[..., Any]:
+    """``register_scripted(worker, name="scripted") -> Worker``: registered, probed and healthy."""
+    from apps.workers import health, services
+    from apps.workers.models import WorkerState
+
+    def register(worker: ScriptedWorker, *, name: str = "scripted") -> Any:
+        row = services.worker_register(name=name, base_url=worker.url, models={MODEL: "chat"}, actor=None)
+        row = health.probe_worker(str(row.pk))
+        assert row is not None and row.state == WorkerState.HEALTHY, f"{worker.url}: {row and row.last_error}"
+        from pendra_console.asgi import application
+
+        application.pool.invalidate()
+        return row
+
+    return register
