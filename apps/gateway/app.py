@@ -73,8 +73,10 @@ class GatewayApplication:
         try:
             await self.serve(exchange)
         except ClientGone:
-            exchange.error = exchange.error or "client disconnected"
-            exchange.status = exchange.status or 499
+            # 499 as nginx records it: the client closed the connection before the answer ended.
+            exchange.client_gone = True
+            exchange.error = exchange.error or "client disconnected before the end of the answer"
+            exchange.status = 499
         except Exception:
             logger.exception("unhandled error on %s %s", exchange.method, exchange.path)
             if not exchange.response_started:

@@ -32,6 +32,8 @@ class Exchange:
         "admitted",
         "admitted_stream",
         "attempts",
+        "client_gone",
+        "delivered_tokens",
         "error",
         "extra_headers",
         "first_byte_at",
@@ -56,6 +58,7 @@ class Exchange:
         "upstream_started",
         "usage",
         "worker",
+        "worker_failed",
     )
 
     def __init__(self, scope: dict[str, Any], receive: Any, send: Any, uid: str) -> None:
@@ -88,6 +91,10 @@ class Exchange:
         self.succeeded = False
         self.admitted = False
         self.admitted_stream = False
+        # Set when the client left before the end of the answer (recorded as 499, billed).
+        self.client_gone = False
+        self.delivered_tokens = 0  # content events that reached the client: the bill if the worker's usage never comes
+        self.worker_failed = False
 
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)

@@ -3,8 +3,9 @@
 :func:`admit` asks :mod:`apps.plans.limits_async` whether the org may send this request
 (the ``x-ratelimit-*`` headers go on the response either way; a refusal is the 429).
 :func:`finish` runs when the response is over, whatever happened: it hands the request's
-record (and, for a success, its usage) to :func:`apps.requestlog.services.record_request`,
-settles the limits (tokens used, stream slot freed) without making the client wait, and
+record (and, for a success, its usage) to :func:`apps.requestlog.services.record_request`
+(a client that left mid-answer is a 499 billed for the worker's usage or, failing that,
+the text delivered), settles the limits (tokens used, stream slot freed) without making the client wait, and
 writes the access log line.
 """
 
@@ -17,7 +18,7 @@ from django.utils import timezone
 from apps.gateway.exchange import Exchange
 from apps.gateway.routes import Route
 from apps.plans import limits_async
-from apps.requestlog.services import record_request
+from apps.requestlog.services import TokenUsage, record_request
 from pendra_console.request_id import log_access
 
 
@@ -39,8 +40,13 @@ def finish(exchange: Exchange) -> None:
     principal = exchange.principal
     worker = exchange.worker
     usage = exchange.usage if exchange.succeeded else None
+    if exchange.client_gone and usage is None and exchange.delivered_tokens and not exchange.worker_failed:
+        # The worker's report never came: bill the generated text that reached the client.
+        delivered = exchange.delivered_tokens
+        usage = TokenUsage(prompt_tokens=0, completion_tokens=delivered, total_tokens=delivered)
     status = exchange.status or 499
-    billed = exchange.succeeded and principal is not None and exchange.route is not None
+    # A success, or an answer the client walked away from after the worker produced it.
+    billed = (exchange.succeeded or usage is not None) and principal is not None and exchange.route is not None
     record_request(
         uid=exchange.uid,
         request_id=exchange.request_id,

@@ -4,8 +4,9 @@
 and tries them in turn while nothing has reached the client (a worker's 5xx, reset or
 garbage is a :class:`Retry`); once bytes are out, a failure ends the stream with an
 error event instead. Phase timeouts come from the route (chat: silence between bytes;
-others: the total) and answer 504. If the client goes away the attempt is cancelled,
-which closes the upstream connection. Upstream 4xx answers and OpenAI error envelopes
+others: the total) and answer 504. If the client goes away the worker gets a bounded
+moment to finish (its usage is billed), then the attempt is cancelled, which closes
+the upstream connection. Upstream 4xx answers and OpenAI error envelopes
 pass through unchanged.
 """
 
@@ -26,7 +27,7 @@ from apps.gateway import validation
 from apps.gateway.exchange import JSON, ClientGone, Exchange
 from apps.gateway.routes import Route
 from apps.gateway.routing import FleetSnapshot, WorkerPool
-from apps.gateway.streaming import EventTooLarge, SSEFilter
+from apps.gateway.streaming import EventTooLarge, SSEFilter, content_events
 from apps.keys.authentication import KeyPrincipal
 from apps.requestlog.cleaning import MAX_TOKEN_COUNT, TOKEN_FIELDS
 from apps.requestlog.services import TokenUsage
@@ -131,11 +132,22 @@ class Proxy:
         await self.until_disconnect(exchange, self.proxy(exchange, route, valid, body, fleet, principal))
 
     async def until_disconnect(self, exchange: Exchange, work: Awaitable[None]) -> None:
-        """Run ``work``; if the client goes away first, cancel it, which closes the upstream connection."""
+        """Run ``work``; if the client goes away first, give the worker a bounded moment to finish.
+
+        The worker did the work, so a client that leaves is billed for it: within
+        ``PENDRA_ABANDONED_USAGE_WAIT`` the answer (sent nowhere: the server drops what is
+        sent after a disconnect) may end with the worker's usage; otherwise the task is
+        cancelled, which closes the upstream connection and frees the worker, and what was
+        delivered is billed (:func:`apps.gateway.metering.finish`).
+        """
         task = asyncio.ensure_future(work)
         watcher = asyncio.ensure_future(_disconnected(exchange.receive))
         try:
             await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            exchange.client_gone = True
+            await asyncio.wait({task}, timeout=settings.PENDRA_ABANDONED_USAGE_WAIT)
         except asyncio.CancelledError:
             task.cancel()
             raise
@@ -143,10 +155,12 @@ class Proxy:
             if not watcher.done():
                 watcher.cancel()
         if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+            if not task.cancelled() and task.exception() is not None:
+                logger.warning("after the client left: %r", task.exception())
+        else:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         raise ClientGone
 
     async def proxy(
@@ -174,6 +188,8 @@ class Proxy:
         last_reason = ""
         upstream_error = None
         for _ in range(settings.PENDRA_MAX_ATTEMPTS):
+            if exchange.client_gone:
+                return  # no other worker starts on an answer nobody waits for
             candidates = self.pool.candidates(fleet, valid.model, principal.org_id or 0, tried)
             if not candidates:
                 break
@@ -316,6 +332,8 @@ class Proxy:
             except EventTooLarge as exc:
                 return await self.break_stream(exchange, 502, f"The worker sent {exc}.")
             if out:
+                if not exchange.client_gone:
+                    exchange.delivered_tokens += content_events(out)
                 await exchange.body(out, more=True)
             try:
                 chunk = await response.content.readany()
@@ -336,6 +354,7 @@ class Proxy:
         await exchange.body(b"", more=False)
 
     async def break_stream(self, exchange: Exchange, status: int, detail: str) -> None:
+        exchange.worker_failed = True
         exchange.error = detail
         exchange.status = status
         exchange.usage = None

@@ -28,6 +28,22 @@ def _has_done(events: bytes) -> bool:
     return b"[DONE]" in events and any(event.strip() in _DONE_EVENTS for event in events.split(b"\n\n"))
 
 
+def content_events(data: bytes) -> int:
+    """Chunks carrying generated text in ``data`` (one token each, as OpenAI-compatible servers stream).
+
+    Cheap counting, no parsing: what a client that leaves mid-stream is billed when the
+    worker's own usage never arrives.
+    """
+    if b'"content"' not in data:
+        return 0
+    return (
+        data.count(b'"content":"')
+        - data.count(b'"content":""')
+        + data.count(b'"content": "')
+        - data.count(b'"content": ""')
+    )
+
+
 class SSEFilter:
     __slots__ = ("_buffer", "done", "max_event_bytes", "strip_usage", "usage")
 

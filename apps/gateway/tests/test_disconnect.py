@@ -41,5 +41,5 @@ def test_a_client_disconnect_mid_stream_closes_the_upstream_within_a_second(gate
         assert time.monotonic() - closed_at < 1.0, "the worker did not see the disconnect within a second"
         time.sleep(0.02)
     record = record_for(request_id)
-    assert record.status == 200
+    assert record.status == 499
     assert "client disconnected" in record.error
