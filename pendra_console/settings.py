@@ -8,6 +8,7 @@ A value that cannot be parsed stops the process at start-up instead of being gue
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -81,6 +82,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so the request id is on every response, static files and 500s included.
     "pendra_console.request_id.RequestIdMiddleware",
+    "pendra_console.metrics.MetricsMiddleware",
     "pendra_console.errors.ErrorContractMiddleware",
     "apps.requestlog.middleware.AdminRequestRecordMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -243,7 +245,7 @@ if not DEBUG:
     # TLS ends at the load balancer, which sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     # The health probes are plain HTTP from inside the cluster.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -410,6 +412,17 @@ CELERY_BEAT_SCHEDULE.update(
         },
     }
 )
+
+# /metrics (Prometheus): callers from these networks, or with this bearer token, may scrape.
+# PENDRA_METRICS=0 stops the gateway counting (the bench compares both).
+PENDRA_METRICS = env_bool("PENDRA_METRICS", True)
+PENDRA_METRICS_TOKEN = os.environ.get("PENDRA_METRICS_TOKEN", "")
+PENDRA_METRICS_ALLOWED_IPS = env_list("PENDRA_METRICS_ALLOWED_IPS", "127.0.0.1/32,::1/128")
+for _network in PENDRA_METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"PENDRA_METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from None
 
 # Logging: one line per request; JSON lines for log shippers.
 PENDRA_LOG_FORMAT = os.environ.get("PENDRA_LOG_FORMAT", "text")

@@ -4,11 +4,12 @@ the WSGI client) know they exist."""
 
 from django.urls import include, path
 
-from pendra_console import errors, health
+from pendra_console import errors, health, metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("api/v1/", include("pendra_console.api_urls")),
     # Before allauth's own URLs, so sign-in keeps the console's throttle.
     path("accounts/", include("apps.console.account_urls")),

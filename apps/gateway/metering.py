@@ -5,16 +5,19 @@
 :func:`finish` runs when the response is over, whatever happened: it hands the request's
 record (and, for a success, its usage) to :func:`apps.requestlog.services.record_request`
 (a client that left mid-answer is a 499 billed for the worker's usage or, failing that,
-the text delivered), settles the limits (tokens used, stream slot freed) without making the client wait, and
-writes the access log line.
+the text delivered), settles the limits (tokens used, stream slot freed) without making
+the client wait, counts the request's Prometheus metrics (:mod:`apps.gateway.metrics`)
+and writes the access log line.
 """
 
 from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.utils import timezone
 
+from apps.gateway import metrics
 from apps.gateway.exchange import Exchange
 from apps.gateway.routes import Route
 from apps.plans import limits_async
@@ -77,11 +80,16 @@ def finish(exchange: Exchange) -> None:
             tokens=usage.total_tokens if usage else 0,
             streaming=exchange.admitted_stream,
         )
+    if settings.PENDRA_METRICS:
+        metrics.observe(exchange, status, now)
     log_access(
         method=exchange.method,
         path=exchange.path,
         status=status,
         started=exchange.started,
+        org_id=principal.org_id if principal else None,
+        key_id=principal.key_id if principal else None,
+        worker_id=worker.id if worker else None,
         worker=worker.name if worker else None,
         attempts=exchange.attempts,
     )

@@ -21,6 +21,7 @@ from django.db import close_old_connections, connection
 
 from apps.keys.authentication import touch_last_used
 from apps.requestlog.writer import UNREACHABLE, write_records
+from pendra_console.metrics import RECORD_BACKLOG
 
 logger = logging.getLogger("pendra.requestlog")
 
@@ -119,6 +120,7 @@ class Recorder:
                 self._wakeup.wait(settings.PENDRA_RECORD_FLUSH_SECONDS)
                 self._wakeup.clear()
                 self.flush()
+                RECORD_BACKLOG.set(self.pending)
         finally:
             connection.close()
 

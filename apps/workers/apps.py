@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class WorkersConfig(AppConfig):
     name = "apps.workers"
     label = "workers"
+
+    def ready(self) -> None:
+        from apps.workers.metrics import worker_states
+        from pendra_console.metrics import register_scrape_collector
+
+        register_scrape_collector(worker_states)

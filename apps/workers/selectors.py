@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from apps.workers.models import Worker, WorkerState
 
@@ -89,3 +89,11 @@ def probe_targets() -> list[tuple[str, str]]:
     """(id, base_url) of every worker the health sweep checks: all but the disabled."""
     rows = Worker.objects.exclude(state=WorkerState.DISABLED).order_by("name").values_list("id", "base_url")
     return [(str(pk), base_url) for pk, base_url in rows]
+
+
+def worker_state_counts() -> dict[str, int]:
+    """How many workers are in each state (platform-wide: operators' metrics, no tenant data)."""
+    counts = dict.fromkeys(WorkerState.values, 0)
+    for row in Worker.objects.values("state").annotate(count=Count("pk")).order_by():
+        counts[row["state"]] = row["count"]
+    return counts
