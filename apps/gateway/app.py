@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.gateway import metering, validation
+from apps.gateway import metering, metrics, validation
 from apps.gateway.exchange import BodyTooLarge, ClientGone, Exchange
 from apps.gateway.proxy import Proxy
 from apps.gateway.routes import ROUTES
@@ -62,6 +62,7 @@ class GatewayApplication:
             elif message["type"] == "lifespan.shutdown":
                 await self.proxy.close()
                 await run_db(recorder.flush)
+                metrics.meter.flush()  # the counts batched since the last quarter second
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

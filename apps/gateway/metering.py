@@ -81,7 +81,7 @@ def finish(exchange: Exchange) -> None:
             streaming=exchange.admitted_stream,
         )
     if settings.PENDRA_METRICS:
-        metrics.observe(exchange, status, now)
+        metrics.meter.observe(exchange, status, now)
     log_access(
         method=exchange.method,
         path=exchange.path,

@@ -22,6 +22,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from apps.gateway.metrics import FLUSH_SECONDS
 from apps.plans import limit_decision
 from apps.plans.models import Subscription
 from apps.plans.tests.factories import plan_factory
@@ -112,6 +113,7 @@ def test_one_scrape_counts_what_both_processes_and_the_celery_worker_did(
     assert sent[("chat", "200")] == 10 and sent[("chat", "429")] == 20
     answered = [r.headers["X-Request-Id"] for r in responses if r.request.url.path.startswith("/v1/")]
     records = {r.request_id: r for r in RequestRecord.objects.filter(request_id__in=answered)}
+    time.sleep(2 * FLUSH_SECONDS)  # each process writes its batched counts within FLUSH_SECONDS
     scrape = httpx.get(f"{url}/metrics", timeout=10)
     assert scrape.status_code == 200
     samples = _samples(scrape.text)
