@@ -21,9 +21,10 @@ from testing.require import require_service
 pytest_plugins = ["testing.actors", "testing.workers", "testing.scripted_workers", "testing.celery", "testing.browser"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _static_files() -> None:
-    """Collected once, as a deployment would, so pages render with DEBUG off."""
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Static files are collected once, as a deployment would, before any test module is
+    even imported: a module that builds the ASGI app at import time starts WhiteNoise, which
+    indexes STATIC_ROOT once, and an empty one would leave every page without its CSS."""
     from django.core.management import call_command
 
     call_command("collectstatic", interactive=False, verbosity=0)
