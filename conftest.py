@@ -37,11 +37,12 @@ def _clean_cache() -> Iterator[None]:
     The per-process caches too: on SQLite a rolled-back test's ids are handed out again,
     so a cached plan or key of the last test would answer for this one's.
     """
-    from apps.keys.authentication import key_cache
+    from apps.keys.authentication import key_cache, unknown_keys
     from apps.plans.selectors import plan_cache
 
     cache.clear()
     key_cache.clear()
+    unknown_keys.clear()
     plan_cache.clear()
     yield
 

@@ -12,5 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pendra_console.settings")
 django_application = get_asgi_application()
 
 from apps.gateway.app import GatewayApplication  # noqa: E402  (needs Django set up first)
+from pendra_console.body_limit import BodyLimit  # noqa: E402
 
-application = GatewayApplication(django_application)
+# /v1 bounds its own bodies (PENDRA_MAX_BODY_BYTES); Django's are bounded before it spools them.
+application = GatewayApplication(BodyLimit(django_application))

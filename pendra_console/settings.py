@@ -15,9 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from pendra_console.env import env_bool, env_float, env_int, env_list
+from pendra_console.env import env_bool, env_float, env_int, env_list, env_networks
 from pendra_console.envfile import load_env_file
 
 # Development values from `.env` (written by `make run`), never over the real environment;
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "apps.audit",
+    "csp",
     "apps.orgs",
     "apps.keys",
     "apps.plans",
@@ -86,6 +88,7 @@ MIDDLEWARE = [
     "pendra_console.errors.ErrorContractMiddleware",
     "apps.requestlog.middleware.AdminRequestRecordMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -247,6 +250,27 @@ if not DEBUG:
     # The health probes are plain HTTP from inside the cluster.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
+# Content Security Policy (django-csp 4): everything from our own origin, nothing inline
+# (no <script> or style= in templates), never framed. An injected script cannot run.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "object-src": [NONE],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# Argon2 for new and changed passwords (memory-hard: a stolen table is slow to crack on GPUs).
+# The others stay listed so existing hashes still verify; each is upgraded at its next sign-in.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -315,7 +339,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser with a bound on nesting: deep JSON is a 400, not a RecursionError.
+    "DEFAULT_PARSER_CLASSES": ["pendra_console.jsonbody.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "pendra_console.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "pendra_console.errors.drf_exception_handler",
@@ -352,6 +377,15 @@ if len(set(PENDRA_KEY_PEPPERS)) != len(PENDRA_KEY_PEPPERS):
     raise ImproperlyConfigured("PENDRA_KEY_PEPPERS lists a pepper twice")
 PENDRA_KEY_CACHE_SECONDS = env_float("PENDRA_KEY_CACHE_SECONDS", 1.0)
 PENDRA_PLAN_CACHE_SECONDS = env_float("PENDRA_PLAN_CACHE_SECONDS", 1.0)
+# A public id with no key behind it is remembered this long, so a client repeating a
+# made-up key costs no query; ids are random, so no real key is ever hidden by it.
+PENDRA_KEY_NEGATIVE_CACHE_SECONDS = env_float("PENDRA_KEY_NEGATIVE_CACHE_SECONDS", 60.0)
+# Unknown keys one client address may present per minute (per process) before its lookups
+# stop: random well-formed keys must not turn into one database query each without limit.
+PENDRA_UNKNOWN_KEY_BUDGET = env_int("PENDRA_UNKNOWN_KEY_BUDGET", 60, minimum=1)
+# The load balancers and proxies in front of Pendra, as CIDRs: only from these is
+# X-Forwarded-For believed, read right to left (pendra_console/client_address.py).
+PENDRA_TRUSTED_PROXIES = env_networks("PENDRA_TRUSTED_PROXIES")
 
 # Gateway timeouts, in seconds.
 PENDRA_CONNECT_TIMEOUT = env_float("PENDRA_CONNECT_TIMEOUT", 5.0, minimum=0.01)
@@ -364,6 +398,12 @@ PENDRA_MAX_ATTEMPTS = env_int("PENDRA_MAX_ATTEMPTS", 3, minimum=1)
 PENDRA_ABANDONED_USAGE_WAIT = env_float("PENDRA_ABANDONED_USAGE_WAIT", 0.25, minimum=0.0)
 PENDRA_WORKER_COOLDOWN = env_float("PENDRA_WORKER_COOLDOWN", 10.0)
 PENDRA_MAX_BODY_BYTES = env_int("PENDRA_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)
+# Everything that is not /v1 (admin API, console): refused with a 413 before Django reads
+# (and spools) the body; Django's own check on request.body uses the same figure.
+PENDRA_API_MAX_BODY_BYTES = env_int("PENDRA_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = PENDRA_API_MAX_BODY_BYTES
+# Image sizes the image models accept ("auto" always is); any other "size" is a 400.
+PENDRA_IMAGE_SIZES = env_list("PENDRA_IMAGE_SIZES", "256x256,512x512,1024x1024,1536x1024,1024x1536,1792x1024,1024x1792")
 PENDRA_ALLOW_PRIVATE_WORKER_URLS = env_bool("PENDRA_ALLOW_PRIVATE_WORKER_URLS", DEBUG)
 # What the gateway holds of a worker's answer: a non-streamed body (base64 images are the
 # largest), an error body, one server-sent event. Above the bound the worker has failed.

@@ -16,6 +16,7 @@ about a second (:mod:`pendra_console.ttl_cache`), and its record goes to a batch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from typing import Any
@@ -27,14 +28,19 @@ from apps.gateway.exchange import BodyTooLarge, ClientGone, Exchange
 from apps.gateway.proxy import Proxy
 from apps.gateway.routes import ROUTES
 from apps.gateway.routing import WorkerPool
-from apps.keys.authentication import KeyPrincipal, authenticate_key_cached
+from apps.keys.authentication import KeyPrincipal, UnknownKeyBudgetSpent, authenticate_key_cached
 from apps.requestlog.recorder import recorder
 from pendra_console.aio import run_db
+from pendra_console.client_address import scope_client_address
 from pendra_console.contract import INVALID_TOKEN
 from pendra_console.errors import not_found_detail
 from pendra_console.request_id import current_request_id
 
 logger = logging.getLogger("pendra.gateway")
+
+# Bodies above this are parsed in a thread: a 25 MB JSON body takes a fraction of a
+# second to parse, and on the event loop every other request would wait for it.
+_PARSE_OFF_LOOP_BYTES = 64 * 1024
 
 
 class GatewayApplication:
@@ -106,43 +112,63 @@ class GatewayApplication:
         principal = await self.authenticate(exchange)
         if principal is None:
             return
+        org_id = principal.org_id
+        if org_id is None:  # authenticate() has answered 403 for a platform key already
+            return
+        # From here a refusal counts against the org's bucket for the route: bad bodies are not free.
         try:
             body = await exchange.read_body(settings.PENDRA_MAX_BODY_BYTES)
         except BodyTooLarge:
-            return await exchange.error_response(
-                413, f"The request body exceeds {settings.PENDRA_MAX_BODY_BYTES} bytes."
-            )
+            if await metering.count_refused(exchange, org_id=org_id, route=route):
+                await exchange.error_response(413, f"The request body exceeds {settings.PENDRA_MAX_BODY_BYTES} bytes.")
+            return
+        content_type = exchange.header(b"content-type") or ""
         try:
-            valid = route.validate(body, exchange.header(b"content-type") or "")
+            if len(body) > _PARSE_OFF_LOOP_BYTES:
+                valid = await asyncio.to_thread(route.validate, body, content_type)
+            else:
+                valid = route.validate(body, content_type)
         except validation.InvalidRequest as exc:
-            return await exchange.invalid(exc)
+            if await metering.count_refused(exchange, org_id=org_id, route=route):
+                await exchange.invalid(exc)
+            return
         exchange.model = valid.model
         exchange.units = valid.units
 
         fleet = await self.pool.fleet()
-        known_kind = fleet.kind_of(valid.model, principal.org_id or 0)
+        known_kind = fleet.kind_of(valid.model, org_id)
+        refusal = None
         if known_kind is None:
-            return await exchange.invalid(
-                validation.InvalidRequest(
-                    f'Unknown model "{valid.model}": GET /v1/models lists the models available.', "model"
-                )
+            refusal = validation.InvalidRequest(
+                f'Unknown model "{valid.model}": GET /v1/models lists the models available.', "model"
             )
-        if known_kind != route.model_kind:
-            return await exchange.invalid(
-                validation.InvalidRequest(
-                    f'Model "{valid.model}" is a {known_kind} model; it cannot serve {route.path}.', "model"
-                )
+        elif known_kind != route.model_kind:
+            refusal = validation.InvalidRequest(
+                f'Model "{valid.model}" is a {known_kind} model; it cannot serve {route.path}.', "model"
             )
-        org_id = principal.org_id
-        if org_id is None:  # authenticate() has answered 403 for a platform key already
+        if refusal is not None:
+            if await metering.count_refused(exchange, org_id=org_id, route=route):
+                await exchange.invalid(refusal)
             return
         if await metering.admit(exchange, org_id=org_id, route=route, streaming=valid.stream):
             await self.proxy.forward(exchange, route, valid, body, fleet, principal)
 
     async def authenticate(self, exchange: Exchange) -> KeyPrincipal | None:
-        principal = await authenticate_key_cached(
-            exchange.header(b"authorization"), exchange.header(b"x-api-key"), on_used=recorder.touch_key
-        )
+        try:
+            principal = await authenticate_key_cached(
+                exchange.header(b"authorization"),
+                exchange.header(b"x-api-key"),
+                address=scope_client_address(exchange.scope),
+                on_used=recorder.touch_key,
+            )
+        except UnknownKeyBudgetSpent as refusal:
+            await exchange.error_response(
+                429,
+                str(refusal),
+                code="rate_limit_exceeded",
+                headers=[(b"retry-after", str(refusal.retry_after).encode())],
+            )
+            return None
         if principal is None:
             await exchange.error_response(401, INVALID_TOKEN, code="invalid_api_key")
             return None

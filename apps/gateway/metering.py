@@ -37,6 +37,20 @@ async def admit(exchange: Exchange, *, org_id: int, route: Route, streaming: boo
     return True
 
 
+async def count_refused(exchange: Exchange, *, org_id: int, route: Route) -> bool:
+    """Count a request refused after authentication (413, 400) against the org's bucket.
+
+    Otherwise invalid or oversized bodies would cost a client nothing. True when the caller
+    should now send its refusal; False once the bucket was used up and the 429 is sent.
+    """
+    admission = await limits_async.admit(org_id=org_id, kind=route.kind, streaming=False)
+    exchange.extra_headers.extend((name.encode(), value.encode()) for name, value in admission.headers.items())
+    if not admission.allowed:
+        await exchange.error_response(429, admission.detail, code="rate_limit_exceeded")
+        return False
+    return True
+
+
 def finish(exchange: Exchange) -> None:
     """Record the request, settle its limits and log it; never raises into the response."""
     now = time.perf_counter()

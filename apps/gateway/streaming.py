@@ -13,8 +13,9 @@ without end).
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from pendra_console import jsonbody
 
 _DONE = b"data: [DONE]"
 _DONE_EVENTS = frozenset({_DONE, b"data:[DONE]"})
@@ -83,7 +84,7 @@ class SSEFilter:
         if b'"usage"' not in event or not event.startswith(b"data: ") or event.startswith(_DONE):
             return True
         try:
-            payload = json.loads(event[6:])
+            payload = jsonbody.loads(event[6:])
         except ValueError:
             return True
         usage = payload.get("usage") if isinstance(payload, dict) else None

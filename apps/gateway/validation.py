@@ -12,8 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
+
+from pendra_console import jsonbody
 
 MAX_TOKENS_LIMIT = 131_072
 MAX_CHOICES = 16
@@ -45,8 +48,10 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidRequest("The request body is empty: send a JSON object.")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = jsonbody.loads(body)
+    except jsonbody.JSONTooDeep as exc:
+        raise InvalidRequest(str(exc)) from None
+    except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidRequest(f"Malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
@@ -180,6 +185,10 @@ def images(body: bytes, content_type: str) -> ValidRequest:
     size = data.get("size")
     if size is not None and (not isinstance(size, str) or not (_SIZE.fullmatch(size) or size == "auto")):
         raise InvalidRequest('"size" must look like "1024x1024".', "size")
+    if size is not None and size != "auto" and size not in settings.PENDRA_IMAGE_SIZES:
+        # A worker given a size it cannot make fails (a 502 after a wasted GPU slot) or makes
+        # something else; refusing here names the sizes that work.
+        raise InvalidRequest(f'"size" must be one of: {", ".join(settings.PENDRA_IMAGE_SIZES)}, auto.', "size")
     _choice_field(data, "response_format", {"url", "b64_json"})
     return ValidRequest(model=model, units=count)
 

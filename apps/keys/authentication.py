@@ -12,6 +12,11 @@
 Both parse the presented key (a malformed one costs no query), compare the secret with
 the stored HMAC in constant time, and apply the one "usable at" rule of
 :mod:`apps.keys.models`. ``last_used_at`` is written at most once a minute per key.
+
+A public id with no key behind it is remembered for ``PENDRA_KEY_NEGATIVE_CACHE_SECONDS``
+(ids are random, so none unknown now is about to be issued), and each client address may
+make only ``PENDRA_UNKNOWN_KEY_BUDGET`` lookups of unknown keys a minute per process:
+random well-formed keys cannot each cost a database query without limit.
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.request import Request
 
 from apps.keys import tokens
 from apps.keys.models import ApiKey, key_usable_at
 from apps.orgs.models import Membership
 from pendra_console.aio import SingleFlight, is_stale
+from pendra_console.client_address import request_client_address
 from pendra_console.contract import INVALID_TOKEN
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -68,10 +74,13 @@ def touch_last_used(key_id: int, now: datetime) -> None:
 def authenticate_key(raw: str | None) -> KeyCredential | None:
     """The usable key for a presented string with its membership, or None. A malformed key costs no query."""
     parsed = tokens.parse_key(raw)
-    if parsed is None:
+    if parsed is None or key_cache.known_unknown(parsed.public_id):
         return None
     key = ApiKey.objects.select_related("user", "org").filter(public_id=parsed.public_id).first()
-    if key is None or not key.user.is_active or not tokens.secret_matches(parsed.secret, key.secret_hash):
+    if key is None:
+        key_cache.store(parsed.public_id, None, unknown=True)
+        return None
+    if not key.user.is_active or not tokens.secret_matches(parsed.secret, key.secret_hash):
         return None
     now = timezone.now()
     if not key.usable_at(now):
@@ -95,8 +104,16 @@ class ApiKeyAuthentication(BaseAuthentication):
         raw, acceptable = tokens.key_from_headers(authorization, x_api_key)
         if not acceptable or raw is None:
             raise AuthenticationFailed(INVALID_TOKEN)
+        parsed = tokens.parse_key(raw)
+        address = request_client_address(request._request)
+        # Only a lookup that would reach the database is budgeted (see UnknownKeyBudget).
+        queried = parsed is not None and not key_cache.known_unknown(parsed.public_id)
+        if queried and (wait := unknown_keys.retry_after(address)):
+            raise Throttled(wait=wait, detail=unknown_key_refusal(wait))
         credential = authenticate_key(raw)
         if credential is None:
+            if queried and key_cache.known_unknown(parsed.public_id):  # type: ignore[union-attr]
+                unknown_keys.charge(address)
             raise AuthenticationFailed(INVALID_TOKEN)
         request._request.api_key = credential.key  # type: ignore[attr-defined]  # the admin request record names it
         return credential.key.user, credential
@@ -131,9 +148,11 @@ class KeyPrincipal:
 
 
 def load_principal(public_id: str) -> KeyPrincipal | None:
-    key = ApiKey.objects.filter(public_id=public_id, user__is_active=True).first()
-    if key is None:
-        return None
+    key = ApiKey.objects.select_related("user").filter(public_id=public_id).first()
+    return _principal(key) if key is not None and key.user.is_active else None
+
+
+def _principal(key: ApiKey) -> KeyPrincipal:
     return KeyPrincipal(
         key_id=key.pk,
         public_id=key.public_id,
@@ -152,6 +171,7 @@ class KeyCache:
     def __init__(self, ttl: float | None = None) -> None:
         self._ttl = ttl
         self._entries: dict[str, tuple[float, KeyPrincipal | None]] = {}
+        self._unknown: dict[str, float] = {}  # public id -> until when it is known to have no key
         self._last_touched: dict[int, float] = {}
         self._lock = threading.Lock()
 
@@ -163,15 +183,31 @@ class KeyCache:
         """The entry and when it expires (``time.monotonic``), expired or not."""
         return self._entries.get(public_id)
 
-    def store(self, public_id: str, principal: KeyPrincipal | None) -> None:
+    def store(self, public_id: str, principal: KeyPrincipal | None, *, unknown: bool = False) -> None:
+        """Cache ``principal``; ``unknown`` (no row at all) keeps the id for the negative-cache time."""
+        now = time.monotonic()
         with self._lock:
             if len(self._entries) > 100_000:
                 self._entries.clear()  # bounded memory under a flood of random public ids
-            self._entries[public_id] = (time.monotonic() + self.ttl, principal)
+            if unknown:
+                if len(self._unknown) > 100_000:
+                    self._unknown.clear()
+                until = now + settings.PENDRA_KEY_NEGATIVE_CACHE_SECONDS
+                self._unknown[public_id] = until
+                self._entries[public_id] = (until, None)
+            else:
+                self._unknown.pop(public_id, None)
+                self._entries[public_id] = (now + self.ttl, principal)
+
+    def known_unknown(self, public_id: str) -> bool:
+        """True while ``public_id`` is remembered as having no key."""
+        until = self._unknown.get(public_id)
+        return until is not None and until > time.monotonic()
 
     def evict(self, public_id: str) -> None:
         with self._lock:
             self._entries.pop(public_id, None)
+            self._unknown.pop(public_id, None)
 
     def evict_now_and_on_commit(self, public_id: str) -> None:
         """After a change to the key's row: a gateway request racing the transaction cannot re-cache the old facts."""
@@ -181,6 +217,7 @@ class KeyCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._unknown.clear()
 
     def due_for_touch(self, key_id: int) -> bool:
         """True at most once a minute per key and process: the caller then writes last_used_at."""
@@ -196,18 +233,77 @@ key_cache = KeyCache()
 _key_loads = SingleFlight()
 
 
+class UnknownKeyBudget:
+    """How many unknown keys each client address presented this minute, in this process.
+
+    Checked before a key lookup that would reach the database, charged when the lookup
+    found no key: a client sending random well-formed keys gets a few 401s, then 429s
+    that cost no query, while real keys from the same address are never charged. Per
+    process and in memory, so the check itself costs nothing on the warm path.
+    """
+
+    WINDOW_SECONDS = 60
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[int, int]] = {}  # address -> (window, unknown keys seen)
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str) -> int:
+        """0 while ``address`` may still have a key looked up, else seconds until it may again."""
+        now = time.time()
+        window = int(now // self.WINDOW_SECONDS)
+        seen = self._counts.get(address)
+        if seen is None or seen[0] != window or seen[1] < settings.PENDRA_UNKNOWN_KEY_BUDGET:
+            return 0
+        return max(1, (window + 1) * self.WINDOW_SECONDS - int(now))
+
+    def charge(self, address: str) -> None:
+        window = int(time.time() // self.WINDOW_SECONDS)
+        with self._lock:
+            if len(self._counts) > 100_000:
+                self._counts.clear()  # bounded memory under a flood of addresses
+            seen = self._counts.get(address)
+            count = seen[1] + 1 if seen is not None and seen[0] == window else 1
+            self._counts[address] = (window, count)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+unknown_keys = UnknownKeyBudget()
+
+
+def unknown_key_refusal(retry_after: int) -> str:
+    return f"Too many unknown API keys from your address; retry in {retry_after} s."
+
+
+class UnknownKeyBudgetSpent(Exception):
+    """This address has used its lookups of unknown keys for the minute: answer 429."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(unknown_key_refusal(retry_after))
+        self.retry_after = retry_after
+
+
 def _load_and_cache(public_id: str) -> KeyPrincipal | None:
-    principal = load_principal(public_id)
-    key_cache.store(public_id, principal)
+    key = ApiKey.objects.select_related("user").filter(public_id=public_id).first()
+    principal = _principal(key) if key is not None and key.user.is_active else None
+    key_cache.store(public_id, principal, unknown=key is None)
     return principal
 
 
 async def authenticate_key_cached(
-    authorization: str | None, x_api_key: str | None, *, on_used: Callable[[int, datetime], None]
+    authorization: str | None,
+    x_api_key: str | None,
+    *,
+    address: str,
+    on_used: Callable[[int, datetime], None],
 ) -> KeyPrincipal | None:
     """The usable key presented in these headers, or None. ``on_used(key_id, now)`` is called
     at most once a minute per key and process, for the caller to record ``last_used_at`` off
-    the request's path."""
+    the request's path. Raises :class:`UnknownKeyBudgetSpent` when a lookup would reach the
+    database and ``address`` has spent its budget of unknown keys."""
     raw, acceptable = tokens.key_from_headers(authorization, x_api_key)
     parsed = tokens.parse_key(raw) if acceptable else None
     if parsed is None:
@@ -216,7 +312,11 @@ async def authenticate_key_cached(
     # take effect); concurrent requests for an expired entry share one load.
     entry = key_cache.peek(parsed.public_id)
     if entry is None or is_stale(entry[0]):
+        if wait := unknown_keys.retry_after(address):
+            raise UnknownKeyBudgetSpent(wait)
         principal = await _key_loads.load(parsed.public_id, lambda: _load_and_cache(parsed.public_id))
+        if principal is None and key_cache.known_unknown(parsed.public_id):
+            unknown_keys.charge(address)
     else:
         principal = entry[1]
     now = timezone.now()

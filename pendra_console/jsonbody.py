@@ -1,0 +1,73 @@
+"""JSON from clients, parsed with a fixed bound on nesting; one rule for ``/v1`` and ``/api/v1``.
+
+Python's parser recurses once per level and raises ``RecursionError`` (not ``ValueError``)
+somewhere near a thousand levels, depending on how deep the caller's stack already is:
+left alone, ``[[[[...]]]]`` is a 500 on every surface. No request Pendra serves needs
+more than a few levels (a chat message's content parts, a tool's JSON schema), so
+anything deeper than :data:`MAX_JSON_DEPTH` is refused as a client error, the same
+everywhere, whatever the stack.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted."
+
+
+class JSONTooDeep(ValueError):
+    def __init__(self) -> None:
+        super().__init__(TOO_DEEP)
+
+
+def _strict_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(body: bytes | str, *, allow_nan: bool = True) -> Any:
+    """``json.loads`` that raises :class:`JSONTooDeep` (a ``ValueError``) past the depth limit."""
+    try:
+        data = json.loads(body, parse_constant=None if allow_nan else _strict_constant)
+    except RecursionError:
+        raise JSONTooDeep from None
+    brackets = (b"[", b"{") if isinstance(body, bytes) else ("[", "{")
+    opening = body.count(brackets[0]) + body.count(brackets[1])  # type: ignore[arg-type]
+    # Fewer brackets than the limit (counting those inside strings too) cannot nest deeper:
+    # the usual small request skips the walk.
+    if opening > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
+        raise JSONTooDeep
+    return data
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    # Iterative, so checking depth cannot itself exhaust the stack; only containers are visited.
+    if not isinstance(value, (dict, list)):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser with the depth rule; strict like DRF's (no NaN or Infinity)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            return loads(stream.read().decode(encoding), allow_nan=False)
+        except JSONTooDeep as exc:
+            raise ParseError(str(exc)) from None
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise ParseError(f"JSON parse error - {exc}") from None
