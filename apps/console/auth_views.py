@@ -9,6 +9,7 @@ an unthrottled password form is worse than a console that is briefly unavailable
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from allauth.account.forms import LoginForm
@@ -19,6 +20,7 @@ from django_ratelimit.core import get_usage
 from redis.exceptions import RedisError
 
 from apps.plans.limits import outage
+from pendra_console.client_address import request_client_address
 
 # (attempts, seconds) per window.
 LOGIN_RATE_PER_USERNAME = (5, 300)
@@ -26,7 +28,14 @@ LOGIN_RATE_PER_IP = (20, 300)
 
 
 def _username(group: str, request: HttpRequest) -> str:
-    return request.POST.get("login", "").strip().lower()[:254]
+    # As Django compares usernames when it creates them (NFKC), and without case, so that
+    # fullwidth "alice" and "ALICE" spend alice's attempts rather than getting five each.
+    username = unicodedata.normalize("NFKC", request.POST.get("login", "")).strip().casefold()
+    return username[:254]
+
+
+def _client_address(group: str, request: HttpRequest) -> str:
+    return request_client_address(request)
 
 
 def _throttle_refusal(request: HttpRequest) -> HttpResponse | None:
@@ -35,7 +44,7 @@ def _throttle_refusal(request: HttpRequest) -> HttpResponse | None:
     try:
         for group, key, rate in (
             ("console.login.username", _username, LOGIN_RATE_PER_USERNAME),
-            ("console.login.ip", "ip", LOGIN_RATE_PER_IP),
+            ("console.login.ip", _client_address, LOGIN_RATE_PER_IP),
         ):
             usage = get_usage(request, group=group, key=key, rate=rate, method="POST", increment=True)
             if usage is None or usage["time_left"] < 0:
