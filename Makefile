@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test scaleout lint lint-check fmt typecheck migrations-check check-deploy bench clean
+.PHONY: run test scaleout fuzz audit lint lint-check fmt typecheck migrations-check check-deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -24,6 +24,18 @@ test: $(STAMP)
 ## make scaleout: two web nodes behind nginx, two Celery workers, one beat, one PostgreSQL and one Redis act as one
 scaleout: $(STAMP)
 	$(BIN)/python -m pytest -m scaleout pendra_console/tests/test_scaleout.py $(PYTEST_ARGS)
+## make fuzz: the property-based fuzzers at length (make test runs them briefly);
+## FUZZ_EXAMPLES examples per route/operation and actor, FUZZ_SECONDS a time bound per test
+FUZZ_EXAMPLES ?= 500
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	PENDRA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PENDRA_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	$(BIN)/python -m pytest -m fuzz -p no:cacheprovider --timeout 0 $(PYTEST_ARGS)
+
+## make audit: installed packages against PyPI's advisory database (pip-audit);
+## AUDIT_STRICT=1 also fails when a package could not be looked up
+audit: $(STAMP)
+	$(BIN)/pip-audit --local --progress-spinner off --timeout 10 $(if $(filter 1,$(AUDIT_STRICT)),--strict)
 
 ## make lint: ruff (rules and format) and the import contracts of pyproject.toml (lint-imports)
 lint: $(STAMP)
