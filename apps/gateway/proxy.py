@@ -69,7 +69,7 @@ def _timeout_detail(route: Route, seconds: float) -> str:
 def _openai_envelope(body: bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # a worker's deeply nested body is malformed, not a 500
         return None
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict) and "message" in error:
@@ -295,7 +295,7 @@ class Proxy:
         if route.json_response or content_type.startswith(JSON):
             try:
                 data = json.loads(content)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, RecursionError):
                 raise Retry("the worker returned a malformed body") from None
             if not isinstance(data, dict):
                 raise Retry("the worker returned a malformed body")

@@ -13,9 +13,8 @@ without end).
 
 from __future__ import annotations
 
+import json
 from typing import Any
-
-from pendra_console import jsonbody
 
 _DONE = b"data: [DONE]"
 _DONE_EVENTS = frozenset({_DONE, b"data:[DONE]"})
@@ -84,8 +83,8 @@ class SSEFilter:
         if b'"usage"' not in event or not event.startswith(b"data: ") or event.startswith(_DONE):
             return True
         try:
-            payload = jsonbody.loads(event[6:])
-        except ValueError:
+            payload = json.loads(event[6:])
+        except (ValueError, RecursionError):
             return True
         usage = payload.get("usage") if isinstance(payload, dict) else None
         if not usage:
