@@ -26,7 +26,8 @@ class BodyLimit:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         limit = settings.PENDRA_API_MAX_BODY_BYTES
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -69,7 +70,7 @@ def _deeper_than_limit(raw: bytes) -> bool:
 class BoundedJSONParser(JSONParser):
     """DRF's JSON parser with the depth rule; strict like DRF's (no NaN or Infinity)."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
             return loads(stream.read().decode(encoding), allow_nan=False)
