@@ -265,12 +265,15 @@ CONTENT_SECURITY_POLICY = {
 # Argon2 for new and changed passwords (memory-hard: a stolen table is slow to crack on GPUs).
 # The others stay listed so existing hashes still verify; each is upgraded at its next sign-in.
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "pendra_console.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
 
+# Argon2's cost (Django's defaults); the test suite lowers it, as a small machine may.
+PENDRA_ARGON2_MEMORY_KIB = env_int("PENDRA_ARGON2_MEMORY_KIB", 102_400, minimum=8)
+PENDRA_ARGON2_TIME_COST = env_int("PENDRA_ARGON2_TIME_COST", 2, minimum=1)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
