@@ -12,10 +12,6 @@ from django.contrib.auth.hashers import Argon2PasswordHasher as DjangoArgon2Pass
 
 
 class Argon2PasswordHasher(DjangoArgon2PasswordHasher):
-    @property  # type: ignore[override]
-    def memory_cost(self) -> int:
-        return int(settings.PENDRA_ARGON2_MEMORY_KIB)
-
-    @property  # type: ignore[override]
-    def time_cost(self) -> int:
-        return int(settings.PENDRA_ARGON2_TIME_COST)
+    def __init__(self) -> None:
+        self.memory_cost = int(settings.PENDRA_ARGON2_MEMORY_KIB)
+        self.time_cost = int(settings.PENDRA_ARGON2_TIME_COST)
