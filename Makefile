@@ -24,6 +24,7 @@ test: $(STAMP)
 ## make scaleout: two web nodes behind nginx, two Celery workers, one beat, one PostgreSQL and one Redis act as one
 scaleout: $(STAMP)
 	$(BIN)/python -m pytest -m scaleout pendra_console/tests/test_scaleout.py $(PYTEST_ARGS)
+
 ## make fuzz: the property-based fuzzers at length (make test runs them briefly);
 ## FUZZ_EXAMPLES examples per route/operation and actor, FUZZ_SECONDS a time bound per test
 FUZZ_EXAMPLES ?= 500
