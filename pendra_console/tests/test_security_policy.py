@@ -24,7 +24,7 @@ def _policy(client: Client, path: str) -> dict[str, list[str]]:
 
 
 def test_console_pages_allow_only_their_own_origin_and_no_inline_code(client: Client) -> None:
-    policy = _policy(client, reverse("console:login"))
+    policy = _policy(client, reverse("account_login"))
 
     assert policy["default-src"] == ["'self'"]
     assert policy["frame-ancestors"] == ["'none'"]
@@ -65,7 +65,7 @@ def test_an_existing_pbkdf2_hash_still_signs_in_and_is_upgraded_to_argon2(client
     )
 
     response = client.post(
-        reverse("console:login"), {"username": "legacy@example.com", "password": "a long passphrase 42"}
+        reverse("account_login"), {"login": "legacy@example.com", "password": "a long passphrase 42"}
     )
 
     assert response.status_code == 302

@@ -22,7 +22,7 @@ def _attempt(client: Client, username: str, password: str, ip: str = "10.0.0.1",
     extra = {"REMOTE_ADDR": ip}
     if forwarded is not None:
         extra["HTTP_X_FORWARDED_FOR"] = forwarded
-    return client.post(reverse("console:login"), {"login": username, "password": password}, **extra)
+    return client.post(reverse("account_login"), {"login": username, "password": password}, **extra)
 
 
 @pytest.mark.parametrize(
