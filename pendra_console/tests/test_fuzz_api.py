@@ -63,7 +63,7 @@ def _connections_kept() -> Iterator[None]:
 def world(
     _connections_kept: None, owner: Actor, admin: Actor, member: Actor, outsider: Actor, support: Actor, operator: Actor
 ) -> dict[str, Any]:
-    from apps.orgs.services import invitation_create
+    from apps.orgs.invitations import invitation_create
     from apps.workers.services import worker_register
 
     worker = worker_register(name="gpu-fuzz", base_url="http://127.0.0.1:8199", models={"m": "chat"}, actor=None)

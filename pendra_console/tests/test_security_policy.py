@@ -12,6 +12,8 @@ from django.contrib.auth.hashers import make_password
 from django.test import Client
 from django.urls import reverse
 
+from apps.accounts.services import email_address_mark_verified
+
 pytestmark = pytest.mark.django_db
 
 TEMPLATES = Path(settings.BASE_DIR) / "templates"
@@ -61,8 +63,10 @@ def test_new_passwords_are_hashed_with_argon2() -> None:
 def test_an_existing_pbkdf2_hash_still_signs_in_and_is_upgraded_to_argon2(client: Client) -> None:
     user = get_user_model().objects.create(
         username="legacy@example.com",
+        email="legacy@example.com",
         password=make_password("a long passphrase 42", hasher="pbkdf2_sha256"),
     )
+    email_address_mark_verified(user=user)
 
     response = client.post(
         reverse("account_login"), {"login": "legacy@example.com", "password": "a long passphrase 42"}

@@ -4,9 +4,11 @@ client's address as the trusted proxies in front of us saw it (never as a client
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
+
+from apps.accounts.services import email_address_mark_verified
+from apps.orgs.services import user_create
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +17,9 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def user():  # type: ignore[no-untyped-def]
-    return get_user_model().objects.create_user(username="alice@example.com", password=PASSWORD)
+    user = user_create(email="alice@example.com", password=PASSWORD)
+    email_address_mark_verified(user=user)
+    return user
 
 
 def _attempt(client: Client, username: str, password: str, ip: str = "10.0.0.1", forwarded: str | None = None):  # type: ignore[no-untyped-def]
