@@ -1,6 +1,6 @@
 """Typed values from environment variables, refused at start-up when they cannot be parsed.
 
-``settings.py`` reads every variable through these, so ``DEBUG=maybe`` or
+``pendra_console/settings/`` reads every variable through these, so ``DEBUG=maybe`` or
 ``PENDRA_MAX_ATTEMPTS=three`` stops the process with a message naming the variable
 instead of being guessed.
 """

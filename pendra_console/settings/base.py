@@ -1,31 +1,23 @@
-"""Pendra Console settings: read once from the environment (12-factor), plus `.env` in development.
-
-Every variable has a default that gives the embedded set-up (SQLite, local-memory
-cache, Celery on the filesystem transport, all under ``var/``). Production sets
-``DATABASE_URL``, ``REDIS_URL``, ``SECRET_KEY``, ``ALLOWED_HOSTS`` and ``DEBUG=0``.
-A value that cannot be parsed stops the process at start-up instead of being guessed.
-"""
+"""Django's own settings: apps, middleware, database, security, accounts, the admin API, logging."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from pendra_console.env import env_bool, env_float, env_int, env_list, env_networks
+from pendra_console.env import env_bool, env_float, env_int, env_list
 from pendra_console.envfile import load_env_file
 
 # Development values from `.env` (written by `make run`), never over the real environment;
 # the container image sets PENDRA_ENV_FILE empty, so production reads the environment only.
 ENV_FILE = load_env_file()
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = Path(os.environ.get("PENDRA_VAR_DIR") or BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -155,79 +147,6 @@ if PENDRA_DB_POOL_SIZE and _database["ENGINE"] == "django.db.backends.postgresql
     }
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# --- Cache, rate-limit counters, Celery broker -----------------------------
-
-REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
-    raise ImproperlyConfigured(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, not {REDIS_URL!r}")
-
-# Seconds: see CELERY_BROKER_TRANSPORT_OPTIONS. Tests shorten it to see a killed task delivered again.
-CELERY_VISIBILITY_TIMEOUT = env_int("PENDRA_CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
-
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "pendra_console.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "pendra",
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-    }
-    CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
-        # A task not acknowledged within this many seconds is handed to another worker: it must
-        # exceed the longest task (hard limits are at most a few minutes) and any ETA/countdown
-        # (none: anything later is a row with a timestamp that a periodic task picks up).
-        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-        "socket_connect_timeout": 5,
-        "socket_timeout": 30,
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pendra"}}
-    _queue_dir = VAR_DIR / "celery" / "queue"
-    _processed_dir = VAR_DIR / "celery" / "processed"
-    _queue_dir.mkdir(parents=True, exist_ok=True)
-    _processed_dir.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_queue_dir),
-        "data_folder_out": str(_queue_dir),
-        "processed_folder": str(_processed_dir),
-        "store_processed": False,
-        # Worker remote control (ping, inspect) uses a fanout exchange, kept in its own folder.
-        "control_folder": str(VAR_DIR / "celery" / "control"),
-    }
-
-CELERY_TASK_IGNORE_RESULT = True
-CELERY_RESULT_BACKEND = None
-CELERY_TASK_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TIMEZONE = "UTC"
-# One queue per deployment; two deployments sharing a Redis (or two test runs) give theirs different names.
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PENDRA_CELERY_QUEUE", "celery")
-# Defaults for any task that does not set its own (every Pendra task does).
-CELERY_TASK_SOFT_TIME_LIMIT = 60
-CELERY_TASK_TIME_LIMIT = 90
-# Acknowledge on receipt unless a task opts in with acks_late=True after showing a rerun is harmless.
-CELERY_TASK_ACKS_LATE = False
-# A task whose worker process dies is acknowledged, not redelivered forever (a poison message
-# would otherwise kill worker after worker); the periodic tasks simply run again on the next tick.
-CELERY_TASK_REJECT_ON_WORKER_LOST = False
-# acks_late tasks still running when the broker connection drops are redelivered elsewhere, so
-# stop them here instead of letting two copies run.
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_CONNECTION_TIMEOUT = 5
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-
-# How often beat sends each periodic task, in seconds. Every one is harmless when it runs
-# twice or overlaps; tests shorten the intervals through the environment.
-PENDRA_KEY_LIFECYCLE_INTERVAL = env_float("PENDRA_KEY_LIFECYCLE_INTERVAL", 60.0, minimum=0.5)
-PENDRA_RETENTION_INTERVAL = env_float("PENDRA_RETENTION_INTERVAL", 3600.0, minimum=1.0)
 
 # --- Sessions, security ----------------------------------------------------
 
@@ -364,108 +283,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
-
-# --- Pendra ----------------------------------------------------------------
-
-# Keys: the pepper makes a leaked hash table useless without the server's secret.
-# PENDRA_KEY_PEPPERS lists several, newest first: new keys are hashed with the first, and a
-# presented key is checked against each, so a pepper is rotated without invalidating keys at
-# once (docs/runbook.md). PENDRA_KEY_PEPPER (one pepper) and SECRET_KEY are the older defaults.
-if os.environ.get("PENDRA_KEY_PEPPERS") is not None and os.environ.get("PENDRA_KEY_PEPPER") is not None:
-    raise ImproperlyConfigured("Set PENDRA_KEY_PEPPERS or PENDRA_KEY_PEPPER, not both")
-PENDRA_KEY_PEPPERS = env_list("PENDRA_KEY_PEPPERS", os.environ.get("PENDRA_KEY_PEPPER") or SECRET_KEY)
-if not PENDRA_KEY_PEPPERS:
-    raise ImproperlyConfigured("PENDRA_KEY_PEPPERS must name at least one pepper")
-if len(set(PENDRA_KEY_PEPPERS)) != len(PENDRA_KEY_PEPPERS):
-    raise ImproperlyConfigured("PENDRA_KEY_PEPPERS lists a pepper twice")
-PENDRA_KEY_CACHE_SECONDS = env_float("PENDRA_KEY_CACHE_SECONDS", 1.0)
-PENDRA_PLAN_CACHE_SECONDS = env_float("PENDRA_PLAN_CACHE_SECONDS", 1.0)
-# A public id with no key behind it is remembered this long, so a client repeating a
-# made-up key costs no query; ids are random, so no real key is ever hidden by it.
-PENDRA_KEY_NEGATIVE_CACHE_SECONDS = env_float("PENDRA_KEY_NEGATIVE_CACHE_SECONDS", 60.0)
-# Unknown keys one client address may present per minute (per process) before its lookups
-# stop: random well-formed keys must not turn into one database query each without limit.
-PENDRA_UNKNOWN_KEY_BUDGET = env_int("PENDRA_UNKNOWN_KEY_BUDGET", 60, minimum=1)
-# The load balancers and proxies in front of Pendra, as CIDRs: only from these is
-# X-Forwarded-For believed, read right to left (pendra_console/client_address.py).
-PENDRA_TRUSTED_PROXIES = env_networks("PENDRA_TRUSTED_PROXIES")
-
-# Gateway timeouts, in seconds.
-PENDRA_CONNECT_TIMEOUT = env_float("PENDRA_CONNECT_TIMEOUT", 5.0, minimum=0.01)
-PENDRA_CHAT_IDLE_TIMEOUT = env_float("PENDRA_CHAT_IDLE_TIMEOUT", 100.0, minimum=0.01)
-PENDRA_EMBEDDINGS_TIMEOUT = env_float("PENDRA_EMBEDDINGS_TIMEOUT", 60.0, minimum=0.01)
-PENDRA_IMAGES_TIMEOUT = env_float("PENDRA_IMAGES_TIMEOUT", 600.0, minimum=0.01)
-PENDRA_AUDIO_TIMEOUT = env_float("PENDRA_AUDIO_TIMEOUT", 300.0, minimum=0.01)
-PENDRA_MAX_ATTEMPTS = env_int("PENDRA_MAX_ATTEMPTS", 3, minimum=1)
-# A client that leaves mid-answer: how long the worker may still finish and report its usage.
-PENDRA_ABANDONED_USAGE_WAIT = env_float("PENDRA_ABANDONED_USAGE_WAIT", 0.25, minimum=0.0)
-PENDRA_WORKER_COOLDOWN = env_float("PENDRA_WORKER_COOLDOWN", 10.0)
-PENDRA_MAX_BODY_BYTES = env_int("PENDRA_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)
-# Everything that is not /v1 (admin API, console): refused with a 413 before Django reads
-# (and spools) the body; Django's own check on request.body uses the same figure.
-PENDRA_API_MAX_BODY_BYTES = env_int("PENDRA_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = PENDRA_API_MAX_BODY_BYTES
-# Image sizes the image models accept ("auto" always is); any other "size" is a 400.
-PENDRA_IMAGE_SIZES = env_list("PENDRA_IMAGE_SIZES", "256x256,512x512,1024x1024,1536x1024,1024x1536,1792x1024,1024x1792")
-PENDRA_ALLOW_PRIVATE_WORKER_URLS = env_bool("PENDRA_ALLOW_PRIVATE_WORKER_URLS", DEBUG)
-# What the gateway holds of a worker's answer: a non-streamed body (base64 images are the
-# largest), an error body, one server-sent event. Above the bound the worker has failed.
-PENDRA_WORKER_MAX_BODY_BYTES = env_int("PENDRA_WORKER_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1024)
-PENDRA_WORKER_MAX_ERROR_BYTES = env_int("PENDRA_WORKER_MAX_ERROR_BYTES", 64 * 1024, minimum=1024)
-PENDRA_WORKER_MAX_EVENT_BYTES = env_int("PENDRA_WORKER_MAX_EVENT_BYTES", 1024 * 1024, minimum=1024)
-# x-sim-* request headers drive the bundled simulator's faults; a real worker has no use for them.
-PENDRA_FORWARD_SIM_HEADERS = env_bool("PENDRA_FORWARD_SIM_HEADERS", DEBUG)
-
-# Workers' health checks.
-PENDRA_HEALTH_INTERVAL = env_float("PENDRA_HEALTH_INTERVAL", 10.0, minimum=0.5)
-PENDRA_HEALTH_TIMEOUT = env_float("PENDRA_HEALTH_TIMEOUT", 2.0, minimum=0.1)
-PENDRA_HEALTH_FAILURES = env_int("PENDRA_HEALTH_FAILURES", 3, minimum=1)
-PENDRA_HEALTH_RECOVERIES = env_int("PENDRA_HEALTH_RECOVERIES", 2, minimum=1)
-
-# Periodic tasks, for the one Celery beat: each app adds its entries to this dict.
-# A sweep that could not start within one interval is dropped ("expires"): the next one is due.
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "workers-health-sweep": {
-        "task": "workers.health_sweep",
-        "schedule": PENDRA_HEALTH_INTERVAL,
-        "options": {"expires": PENDRA_HEALTH_INTERVAL},
-    },
-}
-
-# Request records.
-PENDRA_REQUEST_RETENTION_DAYS = env_int("PENDRA_REQUEST_RETENTION_DAYS", 30, minimum=1)
-PENDRA_RECORD_FLUSH_SECONDS = env_float("PENDRA_RECORD_FLUSH_SECONDS", 0.2, minimum=0.01)
-
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "keys-rotate-due": {
-            "task": "keys.rotate_due",
-            "schedule": PENDRA_KEY_LIFECYCLE_INTERVAL,
-            "options": {"expires": PENDRA_KEY_LIFECYCLE_INTERVAL},
-        },
-        "keys-expire-and-notify": {
-            "task": "keys.expire_and_notify",
-            "schedule": PENDRA_KEY_LIFECYCLE_INTERVAL,
-            "options": {"expires": PENDRA_KEY_LIFECYCLE_INTERVAL},
-        },
-        "requestlog-delete-expired": {
-            "task": "requestlog.delete_expired",
-            "schedule": PENDRA_RETENTION_INTERVAL,
-            "options": {"expires": PENDRA_RETENTION_INTERVAL},
-        },
-    }
-)
-
-# /metrics (Prometheus): callers from these networks, or with this bearer token, may scrape.
-# PENDRA_METRICS=0 stops the gateway counting (the bench compares both).
-PENDRA_METRICS = env_bool("PENDRA_METRICS", True)
-PENDRA_METRICS_TOKEN = os.environ.get("PENDRA_METRICS_TOKEN", "")
-PENDRA_METRICS_ALLOWED_IPS = env_list("PENDRA_METRICS_ALLOWED_IPS", "127.0.0.1/32,::1/128")
-for _network in PENDRA_METRICS_ALLOWED_IPS:
-    try:
-        ipaddress.ip_network(_network, strict=False)
-    except ValueError:
-        raise ImproperlyConfigured(f"PENDRA_METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from None
 
 # Logging: one line per request; JSON lines for log shippers.
 PENDRA_LOG_FORMAT = os.environ.get("PENDRA_LOG_FORMAT", "text")

@@ -1,0 +1,112 @@
+"""The product's own settings: keys, the gateway, workers, request records, metrics, periodic tasks."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+from pendra_console.env import env_bool, env_float, env_int, env_list, env_networks
+from pendra_console.settings.base import DEBUG, SECRET_KEY
+from pendra_console.settings.broker import PENDRA_KEY_LIFECYCLE_INTERVAL, PENDRA_RETENTION_INTERVAL
+
+# Keys: the pepper makes a leaked hash table useless without the server's secret.
+# PENDRA_KEY_PEPPERS lists several, newest first: new keys are hashed with the first, and a
+# presented key is checked against each, so a pepper is rotated without invalidating keys at
+# once (docs/runbook.md). PENDRA_KEY_PEPPER (one pepper) and SECRET_KEY are the older defaults.
+if os.environ.get("PENDRA_KEY_PEPPERS") is not None and os.environ.get("PENDRA_KEY_PEPPER") is not None:
+    raise ImproperlyConfigured("Set PENDRA_KEY_PEPPERS or PENDRA_KEY_PEPPER, not both")
+PENDRA_KEY_PEPPERS = env_list("PENDRA_KEY_PEPPERS", os.environ.get("PENDRA_KEY_PEPPER") or SECRET_KEY)
+if not PENDRA_KEY_PEPPERS:
+    raise ImproperlyConfigured("PENDRA_KEY_PEPPERS must name at least one pepper")
+if len(set(PENDRA_KEY_PEPPERS)) != len(PENDRA_KEY_PEPPERS):
+    raise ImproperlyConfigured("PENDRA_KEY_PEPPERS lists a pepper twice")
+PENDRA_KEY_CACHE_SECONDS = env_float("PENDRA_KEY_CACHE_SECONDS", 1.0)
+PENDRA_PLAN_CACHE_SECONDS = env_float("PENDRA_PLAN_CACHE_SECONDS", 1.0)
+# A public id with no key behind it is remembered this long, so a client repeating a
+# made-up key costs no query; ids are random, so no real key is ever hidden by it.
+PENDRA_KEY_NEGATIVE_CACHE_SECONDS = env_float("PENDRA_KEY_NEGATIVE_CACHE_SECONDS", 60.0)
+# Unknown keys one client address may present per minute (per process) before its lookups
+# stop: random well-formed keys must not turn into one database query each without limit.
+PENDRA_UNKNOWN_KEY_BUDGET = env_int("PENDRA_UNKNOWN_KEY_BUDGET", 60, minimum=1)
+# The load balancers and proxies in front of Pendra, as CIDRs: only from these is
+# X-Forwarded-For believed, read right to left (pendra_console/client_address.py).
+PENDRA_TRUSTED_PROXIES = env_networks("PENDRA_TRUSTED_PROXIES")
+
+# Gateway timeouts, in seconds.
+PENDRA_CONNECT_TIMEOUT = env_float("PENDRA_CONNECT_TIMEOUT", 5.0, minimum=0.01)
+PENDRA_CHAT_IDLE_TIMEOUT = env_float("PENDRA_CHAT_IDLE_TIMEOUT", 100.0, minimum=0.01)
+PENDRA_EMBEDDINGS_TIMEOUT = env_float("PENDRA_EMBEDDINGS_TIMEOUT", 60.0, minimum=0.01)
+PENDRA_IMAGES_TIMEOUT = env_float("PENDRA_IMAGES_TIMEOUT", 600.0, minimum=0.01)
+PENDRA_AUDIO_TIMEOUT = env_float("PENDRA_AUDIO_TIMEOUT", 300.0, minimum=0.01)
+PENDRA_MAX_ATTEMPTS = env_int("PENDRA_MAX_ATTEMPTS", 3, minimum=1)
+# A client that leaves mid-answer: how long the worker may still finish and report its usage.
+PENDRA_ABANDONED_USAGE_WAIT = env_float("PENDRA_ABANDONED_USAGE_WAIT", 0.25, minimum=0.0)
+PENDRA_WORKER_COOLDOWN = env_float("PENDRA_WORKER_COOLDOWN", 10.0)
+PENDRA_MAX_BODY_BYTES = env_int("PENDRA_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)
+# Everything that is not /v1 (admin API, console): refused with a 413 before Django reads
+# (and spools) the body; Django's own check on request.body uses the same figure.
+PENDRA_API_MAX_BODY_BYTES = env_int("PENDRA_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = PENDRA_API_MAX_BODY_BYTES
+# Image sizes the image models accept ("auto" always is); any other "size" is a 400.
+PENDRA_IMAGE_SIZES = env_list("PENDRA_IMAGE_SIZES", "256x256,512x512,1024x1024,1536x1024,1024x1536,1792x1024,1024x1792")
+PENDRA_ALLOW_PRIVATE_WORKER_URLS = env_bool("PENDRA_ALLOW_PRIVATE_WORKER_URLS", DEBUG)
+# What the gateway holds of a worker's answer: a non-streamed body (base64 images are the
+# largest), an error body, one server-sent event. Above the bound the worker has failed.
+PENDRA_WORKER_MAX_BODY_BYTES = env_int("PENDRA_WORKER_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1024)
+PENDRA_WORKER_MAX_ERROR_BYTES = env_int("PENDRA_WORKER_MAX_ERROR_BYTES", 64 * 1024, minimum=1024)
+PENDRA_WORKER_MAX_EVENT_BYTES = env_int("PENDRA_WORKER_MAX_EVENT_BYTES", 1024 * 1024, minimum=1024)
+# x-sim-* request headers drive the bundled simulator's faults; a real worker has no use for them.
+PENDRA_FORWARD_SIM_HEADERS = env_bool("PENDRA_FORWARD_SIM_HEADERS", DEBUG)
+
+# Workers' health checks.
+PENDRA_HEALTH_INTERVAL = env_float("PENDRA_HEALTH_INTERVAL", 10.0, minimum=0.5)
+PENDRA_HEALTH_TIMEOUT = env_float("PENDRA_HEALTH_TIMEOUT", 2.0, minimum=0.1)
+PENDRA_HEALTH_FAILURES = env_int("PENDRA_HEALTH_FAILURES", 3, minimum=1)
+PENDRA_HEALTH_RECOVERIES = env_int("PENDRA_HEALTH_RECOVERIES", 2, minimum=1)
+
+# Periodic tasks, for the one Celery beat: each app adds its entries to this dict.
+# A sweep that could not start within one interval is dropped ("expires"): the next one is due.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "workers-health-sweep": {
+        "task": "workers.health_sweep",
+        "schedule": PENDRA_HEALTH_INTERVAL,
+        "options": {"expires": PENDRA_HEALTH_INTERVAL},
+    },
+}
+
+# Request records.
+PENDRA_REQUEST_RETENTION_DAYS = env_int("PENDRA_REQUEST_RETENTION_DAYS", 30, minimum=1)
+PENDRA_RECORD_FLUSH_SECONDS = env_float("PENDRA_RECORD_FLUSH_SECONDS", 0.2, minimum=0.01)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "keys-rotate-due": {
+            "task": "keys.rotate_due",
+            "schedule": PENDRA_KEY_LIFECYCLE_INTERVAL,
+            "options": {"expires": PENDRA_KEY_LIFECYCLE_INTERVAL},
+        },
+        "keys-expire-and-notify": {
+            "task": "keys.expire_and_notify",
+            "schedule": PENDRA_KEY_LIFECYCLE_INTERVAL,
+            "options": {"expires": PENDRA_KEY_LIFECYCLE_INTERVAL},
+        },
+        "requestlog-delete-expired": {
+            "task": "requestlog.delete_expired",
+            "schedule": PENDRA_RETENTION_INTERVAL,
+            "options": {"expires": PENDRA_RETENTION_INTERVAL},
+        },
+    }
+)
+
+# /metrics (Prometheus): callers from these networks, or with this bearer token, may scrape.
+# PENDRA_METRICS=0 stops the gateway counting (the bench compares both).
+PENDRA_METRICS = env_bool("PENDRA_METRICS", True)
+PENDRA_METRICS_TOKEN = os.environ.get("PENDRA_METRICS_TOKEN", "")
+PENDRA_METRICS_ALLOWED_IPS = env_list("PENDRA_METRICS_ALLOWED_IPS", "127.0.0.1/32,::1/128")
+for _network in PENDRA_METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"PENDRA_METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from None
