@@ -1,20 +1,19 @@
-"""Blocking work (the ORM) from an event loop, and cached lookups that never stall one.
+"""Blocking work (the ORM) from an event loop, without stalling it.
 
 ``run_db`` sends a call to a small thread pool of its own, so database work (cache misses
 only, on the gateway's path) never blocks the loop. Its threads honour ``CONN_MAX_AGE``
 like Django's request cycle, and a connection the server dropped is closed and the call
 tried once more.
 
-``SingleFlight`` shares one load among concurrent callers with the same key; the
-generic cache built on the same idea is :mod:`pendra_console.ttl_cache`.
+The per-process caches built on it (one shared load when an entry expires) are
+:class:`pendra_console.ttl_cache.TTLCache`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -42,21 +41,3 @@ def _with_reconnect(fn: Callable[..., T], *args: Any) -> T:
 
 async def run_db(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_executor, _with_reconnect, fn, *args)
-
-
-class SingleFlight:
-    def __init__(self) -> None:
-        self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
-
-    async def load(self, key: Hashable, loader: Callable[[], T]) -> T:
-        """Run ``loader`` in the database pool, once for all concurrent callers with this key."""
-        future = self._inflight.get(key)
-        if future is None:
-            future = asyncio.ensure_future(run_db(loader))
-            self._inflight[key] = future
-            future.add_done_callback(lambda _: self._inflight.pop(key, None))
-        return await asyncio.shield(future)
-
-
-def is_stale(stale_at: float) -> bool:
-    return stale_at < time.monotonic()

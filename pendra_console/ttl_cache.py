@@ -58,6 +58,10 @@ class TTLCache(Generic[K, V]):
             return False, None
         return True, entry[1]
 
+    def entry(self, key: K) -> tuple[float, V] | None:
+        """``(expires_at, value)`` as stored (``time.monotonic``), expired or not."""
+        return self._entries.get(key)
+
     def peek(self, key: K) -> V | None:
         """The last value stored, expired or not (a fallback when a reload fails)."""
         entry = self._entries.get(key)

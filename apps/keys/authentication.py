@@ -39,9 +39,9 @@ from rest_framework.request import Request
 from apps.keys import tokens
 from apps.keys.models import ApiKey, key_usable_at
 from apps.orgs.models import Membership
-from pendra_console.aio import SingleFlight, is_stale
 from pendra_console.client_address import request_client_address
 from pendra_console.contract import INVALID_TOKEN
+from pendra_console.ttl_cache import TTLCache
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -166,48 +166,39 @@ def _principal(key: ApiKey) -> KeyPrincipal:
 
 
 class KeyCache:
-    """Per-process cache of key principals with a short TTL (the gateway's warm path)."""
+    """The gateway's per-process cache of key principals: two :class:`TTLCache` s.
 
-    def __init__(self, ttl: float | None = None) -> None:
-        self._ttl = ttl
-        self._entries: dict[str, tuple[float, KeyPrincipal | None]] = {}
-        self._unknown: dict[str, float] = {}  # public id -> until when it is known to have no key
+    ``principals`` keeps a key's facts for ``PENDRA_KEY_CACHE_SECONDS`` with one shared
+    reload when they expire; ``unknown`` remembers a public id with no key behind it for
+    ``PENDRA_KEY_NEGATIVE_CACHE_SECONDS``. An eviction (revoke, rotate, delete) also stops a
+    reload already under way from storing what it read before the change.
+    """
+
+    def __init__(self) -> None:
+        self.principals: TTLCache[str, KeyPrincipal | None] = TTLCache(lambda: settings.PENDRA_KEY_CACHE_SECONDS)
+        self.unknown: TTLCache[str, bool] = TTLCache(lambda: settings.PENDRA_KEY_NEGATIVE_CACHE_SECONDS)
         self._last_touched: dict[int, float] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def ttl(self) -> float:
-        return self._ttl if self._ttl is not None else settings.PENDRA_KEY_CACHE_SECONDS
 
     def peek(self, public_id: str) -> tuple[float, KeyPrincipal | None] | None:
         """The entry and when it expires (``time.monotonic``), expired or not."""
-        return self._entries.get(public_id)
+        unknown = self.unknown.entry(public_id)
+        return (unknown[0], None) if unknown is not None else self.principals.entry(public_id)
 
     def store(self, public_id: str, principal: KeyPrincipal | None, *, unknown: bool = False) -> None:
         """Cache ``principal``; ``unknown`` (no row at all) keeps the id for the negative-cache time."""
-        now = time.monotonic()
-        with self._lock:
-            if len(self._entries) > 100_000:
-                self._entries.clear()  # bounded memory under a flood of random public ids
-            if unknown:
-                if len(self._unknown) > 100_000:
-                    self._unknown.clear()
-                until = now + settings.PENDRA_KEY_NEGATIVE_CACHE_SECONDS
-                self._unknown[public_id] = until
-                self._entries[public_id] = (until, None)
-            else:
-                self._unknown.pop(public_id, None)
-                self._entries[public_id] = (now + self.ttl, principal)
+        if unknown:
+            self.unknown.store(public_id, True)
+        else:
+            self.unknown.evict(public_id)
+            self.principals.store(public_id, principal)
 
     def known_unknown(self, public_id: str) -> bool:
         """True while ``public_id`` is remembered as having no key."""
-        until = self._unknown.get(public_id)
-        return until is not None and until > time.monotonic()
+        return self.unknown.fresh(public_id)[0]
 
     def evict(self, public_id: str) -> None:
-        with self._lock:
-            self._entries.pop(public_id, None)
-            self._unknown.pop(public_id, None)
+        self.principals.evict(public_id)
+        self.unknown.evict(public_id)
 
     def evict_now_and_on_commit(self, public_id: str) -> None:
         """After a change to the key's row: a gateway request racing the transaction cannot re-cache the old facts."""
@@ -215,9 +206,8 @@ class KeyCache:
         transaction.on_commit(lambda: self.evict(public_id))
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._unknown.clear()
+        self.principals.clear()
+        self.unknown.clear()
 
     def due_for_touch(self, key_id: int) -> bool:
         """True at most once a minute per key and process: the caller then writes last_used_at."""
@@ -225,12 +215,13 @@ class KeyCache:
         last = self._last_touched.get(key_id)
         if last is not None and now - last < LAST_USED_RESOLUTION.total_seconds():
             return False
+        if len(self._last_touched) > 100_000:
+            self._last_touched.clear()  # bounded memory; the cost is one extra write per key
         self._last_touched[key_id] = now
         return True
 
 
 key_cache = KeyCache()
-_key_loads = SingleFlight()
 
 
 class UnknownKeyBudget:
@@ -286,11 +277,12 @@ class UnknownKeyBudgetSpent(Exception):
         self.retry_after = retry_after
 
 
-def _load_and_cache(public_id: str) -> KeyPrincipal | None:
+def _load(public_id: str) -> KeyPrincipal | None:
     key = ApiKey.objects.select_related("user").filter(public_id=public_id).first()
-    principal = _principal(key) if key is not None and key.user.is_active else None
-    key_cache.store(public_id, principal, unknown=key is None)
-    return principal
+    if key is None:
+        key_cache.store(public_id, None, unknown=True)
+        return None
+    return _principal(key) if key.user.is_active else None
 
 
 async def authenticate_key_cached(
@@ -310,15 +302,15 @@ async def authenticate_key_cached(
         return None
     # A cached entry is never served past its second (a revocation in another process must
     # take effect); concurrent requests for an expired entry share one load.
-    entry = key_cache.peek(parsed.public_id)
-    if entry is None or is_stale(entry[0]):
+    if key_cache.known_unknown(parsed.public_id):
+        return None
+    fresh, principal = key_cache.principals.fresh(parsed.public_id)
+    if not fresh:
         if wait := unknown_keys.retry_after(address):
             raise UnknownKeyBudgetSpent(wait)
-        principal = await _key_loads.load(parsed.public_id, lambda: _load_and_cache(parsed.public_id))
+        principal = await key_cache.principals.reload(parsed.public_id, lambda: _load(parsed.public_id))
         if principal is None and key_cache.known_unknown(parsed.public_id):
             unknown_keys.charge(address)
-    else:
-        principal = entry[1]
     now = timezone.now()
     if principal is None or not tokens.secret_matches(parsed.secret, principal.secret_hash):
         return None
