@@ -66,6 +66,7 @@ check-deploy: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/gateway_bench.py
+	$(BIN)/python bench/ops_bench.py
 
 clean:
 	rm -rf $(VENV) var/
