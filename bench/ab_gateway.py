@@ -1,0 +1,197 @@
+"""Two versions of the gateway under the same load, in turns: is B slower than A?
+
+On a shared machine one version's runs followed by the other's measure the neighbours as
+much as the code. This runs the versions alternately (A, B, A, B, ...) against the same
+PostgreSQL, Redis and static upstream, each from its own git checkout, and reports for
+each the median throughput and the median CPU time the gateway process spent per request
+(its process group's, from ``/proc``). CPU per request barely moves with load from elsewhere, so it is the
+figure to trust when the throughput runs spread.
+
+Usage::
+
+    git worktree add /tmp/before <commit>
+    .venv/bin/python bench/ab_gateway.py /tmp/before . [--rounds 4] [--duration 10]
+        [--env-a NAME=VALUE] [--env-b NAME=VALUE] [--labels before,after]
+
+Both checkouts run with this interpreter (the virtualenv must satisfy both). One uvicorn
+process each, so its CPU is one process's; 32 wrk connections; loopback only; every
+server stops at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.gateway_bench import nginx_config, run_wrk, wait_http  # noqa: E402
+from bench.ops_bench import group_cpu_seconds  # noqa: E402
+from pendra_console.serving import uvicorn_command  # noqa: E402
+from testing import servers  # noqa: E402
+
+BIG_PLAN = (
+    "from apps.plans.models import Plan; from apps.plans.services import subscription_change; "
+    "from apps.orgs.models import Organisation; "
+    "big = dict(chat_rpm=10**9, embeddings_rpm=10**9, images_rpm=10**9, audio_rpm=10**9, "
+    "api_rpm=10**9, chat_tpm=2*10**9, embeddings_tpm=2*10**9, concurrent_streams=10**6); "
+    "plan, _ = Plan.objects.update_or_create(slug='bench', defaults=dict(name='Bench', **big)); "
+    "subscription_change(org=Organisation.objects.get(slug='{org}'), plan=plan, actor=None)"
+)
+
+
+class Version:
+    """One checkout, its own database and Redis db, seeded once."""
+
+    def __init__(self, label: str, tree: Path, index: int, base_env: dict[str, str], extra: dict[str, str]) -> None:
+        self.label, self.tree = label, tree.resolve()
+        self.env = {**base_env, **extra}
+        self.env["DATABASE_URL"] = base_env["DATABASE_URL"].rsplit("/", 1)[0] + f"/ab{index}"
+        self.env["REDIS_URL"] = f"{base_env['REDIS_URL'].rstrip('/')}/{index + 1}"
+        self.env["PENDRA_VAR_DIR"] = tempfile.mkdtemp(prefix=f"pendra-ab{index}-")
+        self.rps: list[float] = []
+        self.cpu_us: list[float] = []
+        self.key = ""
+
+    def manage(self, *args: str, capture: bool = False) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=self.tree,
+            env=self.env,
+            check=True,
+            capture_output=capture,
+            text=True,
+        )
+        return done.stdout if capture else ""
+
+    def prepare(self, upstream: str) -> None:
+        self.manage("migrate", "-v0")
+        self.manage("collectstatic", "--noinput", "-v0")
+        seeded = json.loads(self.manage("seed_demo", "--json", capture=True))
+        self.manage("shell", "-c", BIG_PLAN.format(org=seeded["org"]))
+        self.manage("register_worker", "bench-nginx", upstream, "--models", "bench-chat:chat", "--probe", capture=True)
+        self.key = seeded["keys"]["owner"]
+
+    def run(self, *, duration: int, connections: int, workdir: str) -> None:
+        port = servers.free_port()
+        command = uvicorn_command(host="127.0.0.1", port=port, workers=1, log_level="warning")
+        server = subprocess.Popen(command, cwd=self.tree, env=self.env, start_new_session=True)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            run_wrk(url, duration=2, connections=connections, headers=headers, workdir=workdir)  # warm
+            before = group_cpu_seconds(server.pid)
+            result = run_wrk(url, duration=duration, connections=connections, headers=headers, workdir=workdir)
+            spent = group_cpu_seconds(server.pid) - before
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        requests = result["rps"] * duration
+        self.rps.append(result["rps"])
+        self.cpu_us.append(spent / requests * 1e6 if requests else float("nan"))
+        print(f"{self.label}: {result['rps']:.0f} requests/s, {self.cpu_us[-1]:.0f} µs CPU/request", flush=True)
+
+
+def pairs(values: list[str]) -> dict[str, str]:
+    return dict(value.split("=", 1) for value in values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tree_a", type=Path)
+    parser.add_argument("tree_b", type=Path)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--env-a", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--labels", default="A,B")
+    args = parser.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="pendra-ab-")
+    postgres, redis = servers.start_postgresql(), servers.start_redis()
+    if postgres is None or redis is None:
+        sys.exit("PostgreSQL and redis-server binaries are needed")
+    nginx_process = None
+    try:
+        with psycopg.connect(postgres.url, autocommit=True) as connection:
+            for index in (0, 1):
+                connection.execute(f"CREATE DATABASE ab{index}")
+        base_env = {
+            **os.environ,
+            "DATABASE_URL": postgres.url,
+            "REDIS_URL": redis.url,
+            "SECRET_KEY": "bench-" + os.urandom(16).hex(),
+            "DEBUG": "0",
+            "PENDRA_ENV_FILE": "",
+            "PENDRA_SSL_REDIRECT": "0",
+            "PENDRA_ALLOW_PRIVATE_WORKER_URLS": "1",
+            "PENDRA_LOG_LEVEL": "WARNING",
+            "PENDRA_DB_CONN_MAX_AGE": "60",
+        }
+        label_a, label_b = args.labels.split(",")
+        versions = [
+            Version(label_a, args.tree_a, 0, base_env, pairs(args.env_a)),
+            Version(label_b, args.tree_b, 1, base_env, pairs(args.env_b)),
+        ]
+        nginx_port = servers.free_port()
+        Path(workdir, "nginx.conf").write_text(nginx_config(nginx_port, workdir))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        nginx_process = subprocess.Popen([nginx, "-c", f"{workdir}/nginx.conf", "-g", "daemon off;"])
+        wait_http(f"http://127.0.0.1:{nginx_port}/health")
+        for version in versions:
+            version.prepare(f"http://127.0.0.1:{nginx_port}")
+        load_before = os.getloadavg()[0]
+        for _ in range(args.rounds):
+            for version in versions:
+                version.run(duration=args.duration, connections=args.connections, workdir=workdir)
+        load_after = os.getloadavg()[0]
+    finally:
+        if nginx_process is not None:
+            nginx_process.terminate()
+            nginx_process.wait(timeout=15)
+        postgres.stop()
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    a, b = versions
+    print()
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores ({platform.machine()}), one uvicorn process, "
+        f"{args.connections} connections, {args.rounds} alternating rounds of {args.duration} s, "
+        f"load average {load_before:.1f} → {load_after:.1f}."
+    )
+    print()
+    print("| version | requests/s (median) | runs | CPU per request (median) | runs |")
+    print("|---|---:|---|---:|---|")
+    for version in versions:
+        print(
+            f"| {version.label} | {statistics.median(version.rps):.0f} | "
+            f"{', '.join(f'{value:.0f}' for value in version.rps)} | "
+            f"{statistics.median(version.cpu_us):.0f} µs | {', '.join(f'{value:.0f}' for value in version.cpu_us)} |"
+        )
+    rps_change = statistics.median(b.rps) / statistics.median(a.rps) - 1
+    cpu_change = statistics.median(b.cpu_us) / statistics.median(a.cpu_us) - 1
+    print()
+    print(f"{b.label} against {a.label}: throughput {rps_change:+.1%}, CPU per request {cpu_change:+.1%}")
+
+
+if __name__ == "__main__":
+    main()
