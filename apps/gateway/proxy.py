@@ -24,13 +24,12 @@ import aiohttp
 from django.conf import settings
 
 from apps.gateway import validation
+from apps.gateway.answers import INVALID_UTF8, is_utf8, openai_envelope, read_bounded, usage_numbers
 from apps.gateway.exchange import JSON, ClientGone, Exchange
 from apps.gateway.routes import Route
 from apps.gateway.routing import FleetSnapshot, WorkerPool
 from apps.gateway.streaming import EventTooLarge, SSEFilter, content_events
 from apps.keys.authentication import KeyPrincipal
-from apps.requestlog.cleaning import MAX_TOKEN_COUNT, TOKEN_FIELDS
-from apps.requestlog.services import TokenUsage
 from apps.workers.egress import worker_connector
 from apps.workers.selectors import WorkerTarget
 
@@ -55,7 +54,23 @@ class UpstreamTimeout(Exception):
     pass
 
 
-def _timeout_detail(route: Route, seconds: float) -> str:
+def _total_limit(route: Route) -> float:
+    """Seconds a whole request may take: the route's limit, or for chat (limited by silence) its own cap.
+
+    Without the cap a worker that sends a byte just inside the idle limit, forever, would
+    hold the request (and its stream slot and connection) for ever.
+    """
+    if route.idle_timeout:
+        return float(settings.PENDRA_CHAT_MAX_SECONDS)
+    return float(getattr(settings, route.timeout_setting))
+
+
+def _timeout_detail(route: Route, seconds: float, *, deadline: float | None = None) -> str:
+    if deadline is not None and route.idle_timeout and time.monotonic() >= deadline:
+        return (
+            f"Timed out: the {route.noun} exceeded the {_total_limit(route):g} s limit. "
+            "Ask for fewer tokens per request."
+        )
     if route.idle_timeout:
         return (
             f"Timed out: the worker sent nothing for {seconds:g} s (the chat idle limit). "
@@ -64,38 +79,6 @@ def _timeout_detail(route: Route, seconds: float) -> str:
     if route.kind == "embeddings":
         return f"Timed out: the embeddings request exceeded the {seconds:g} s limit. Send smaller batches."
     return f"Timed out: the {route.noun} exceeded the {seconds:g} s limit. Ask for less per request."
-
-
-def _openai_envelope(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # a worker's deeply nested body is malformed, not a 500
-        return None
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and "message" in error:
-        return error
-    return None
-
-
-def _usage_numbers(usage: Any) -> TokenUsage | None:
-    """The worker's token counts, or None when it reported none or a count no one can believe.
-
-    A count beyond what a record's column holds would otherwise reach the token-limit
-    counter (which refuses it, leaving the stream slot held) and the usage row.
-    """
-    if not isinstance(usage, dict):
-        return None
-    numbers = {}
-    for name in TOKEN_FIELDS:
-        value = usage.get(name, 0)
-        if isinstance(value, int) and value > MAX_TOKEN_COUNT:
-            return None
-        numbers[name] = value if isinstance(value, int) and value >= 0 else 0
-    if not numbers["total_tokens"]:
-        numbers["total_tokens"] = numbers["prompt_tokens"] + numbers["completion_tokens"]
-    if numbers["total_tokens"] > MAX_TOKEN_COUNT:
-        return None
-    return TokenUsage(**numbers)
 
 
 class Proxy:
@@ -173,7 +156,7 @@ class Proxy:
         principal: KeyPrincipal,
     ) -> None:
         limit = float(getattr(settings, route.timeout_setting))
-        deadline = None if route.idle_timeout else time.monotonic() + limit
+        deadline = time.monotonic() + _total_limit(route)
         payload = valid.upstream_body if valid.upstream_body is not None else body
         sim_headers = settings.PENDRA_FORWARD_SIM_HEADERS
         headers = {
@@ -208,7 +191,9 @@ class Proxy:
                 continue
             except UpstreamTimeout:
                 self.pool.failed(worker.id)
-                return await exchange.error_response(504, _timeout_detail(route, limit), code="timeout")
+                return await exchange.error_response(
+                    504, _timeout_detail(route, limit, deadline=deadline), code="timeout"
+                )
             finally:
                 self.pool.finished(worker.id)
             self.pool.succeeded(worker.id)
@@ -235,11 +220,11 @@ class Proxy:
         worker: WorkerTarget,
         payload: bytes,
         headers: dict[str, str],
-        deadline: float | None,
+        deadline: float,
         limit: float,
     ) -> None:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise UpstreamTimeout
         timeout = aiohttp.ClientTimeout(
             total=remaining,
@@ -262,7 +247,7 @@ class Proxy:
             raise Retry(f"could not reach the worker: {exc.__class__.__name__}") from None
         try:
             if valid.stream and response.status < 300 and response.content_type == "text/event-stream":
-                await self.relay_stream(exchange, response, valid, route)
+                await self.relay_stream(exchange, response, valid, route, deadline)
             else:
                 await self.relay_body(exchange, response, route)
         except TimeoutError:
@@ -277,7 +262,7 @@ class Proxy:
         # A worker's answer is held in memory whole: bounded, so one worker cannot exhaust the process.
         limit = settings.PENDRA_WORKER_MAX_ERROR_BYTES if status >= 400 else settings.PENDRA_WORKER_MAX_BODY_BYTES
         try:
-            content = await _read_bounded(response, limit)
+            content = await read_bounded(response, limit)
         except aiohttp.ServerTimeoutError:
             raise UpstreamTimeout from None
         except aiohttp.ClientError as exc:
@@ -286,7 +271,7 @@ class Proxy:
             raise Retry(f"its HTTP {status} answer exceeded {limit} bytes")
         exchange.first_byte_at = exchange.upstream_finished = time.perf_counter()
         if status >= 500:
-            raise Retry(f"HTTP {status}", _openai_envelope(content))
+            raise Retry(f"HTTP {status}", openai_envelope(content))
         content_type = response.headers.get("Content-Type", "application/octet-stream").encode("latin-1")
         if status >= 400:
             # The worker refused the request itself: its answer (often an OpenAI envelope) goes back as it is.
@@ -299,7 +284,7 @@ class Proxy:
                 raise Retry("the worker returned a malformed body") from None
             if not isinstance(data, dict):
                 raise Retry("the worker returned a malformed body")
-            exchange.usage = _usage_numbers(data.get("usage"))
+            exchange.usage = usage_numbers(data.get("usage"))
             if route.kind == "images" and isinstance(data.get("data"), list):
                 exchange.units = len(data["data"])
         elif not content:
@@ -308,7 +293,12 @@ class Proxy:
         await exchange.respond(status, content, content_type)
 
     async def relay_stream(
-        self, exchange: Exchange, response: aiohttp.ClientResponse, valid: validation.ValidRequest, route: Route
+        self,
+        exchange: Exchange,
+        response: aiohttp.ClientResponse,
+        valid: validation.ValidRequest,
+        route: Route,
+        deadline: float,
     ) -> None:
         stream = SSEFilter(strip_usage=not valid.include_usage, max_event_bytes=settings.PENDRA_WORKER_MAX_EVENT_BYTES)
         try:
@@ -331,6 +321,8 @@ class Proxy:
                 out = stream.feed(chunk)
             except EventTooLarge as exc:
                 return await self.break_stream(exchange, 502, f"The worker sent {exc}.")
+            if out and not is_utf8(out):
+                return await self.break_stream(exchange, 502, INVALID_UTF8)
             if out:
                 if not exchange.client_gone:
                     exchange.delivered_tokens += content_events(out)
@@ -338,16 +330,19 @@ class Proxy:
             try:
                 chunk = await response.content.readany()
             except (aiohttp.ServerTimeoutError, TimeoutError):
-                return await self.break_stream(exchange, 504, _timeout_detail(route, settings.PENDRA_CHAT_IDLE_TIMEOUT))
+                detail = _timeout_detail(route, settings.PENDRA_CHAT_IDLE_TIMEOUT, deadline=deadline)
+                return await self.break_stream(exchange, 504, detail)
             except aiohttp.ClientError as exc:
                 return await self.break_stream(
                     exchange, 502, f"The worker's stream broke off ({exc.__class__.__name__})."
                 )
         tail = stream.flush()
+        if tail and not is_utf8(tail):
+            return await self.break_stream(exchange, 502, INVALID_UTF8)
         if tail:
             await exchange.body(tail, more=True)
         exchange.upstream_finished = time.perf_counter()
-        exchange.usage = _usage_numbers(stream.usage)
+        exchange.usage = usage_numbers(stream.usage)
         if not stream.done:
             return await self.break_stream(exchange, 502, "The worker ended the stream without finishing it.")
         exchange.succeeded = True
@@ -364,21 +359,6 @@ class Proxy:
             "error": {"message": detail, "type": "api_error", "code": "stream_broken", "param": None},
         }
         await exchange.body(b"data: " + json.dumps(event).encode() + b"\n\n", more=False)
-
-
-async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it is known to be longer than ``limit`` bytes."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
 async def _disconnected(receive: Any) -> None:

@@ -37,6 +37,10 @@ PENDRA_TRUSTED_PROXIES = env_networks("PENDRA_TRUSTED_PROXIES")
 # Gateway timeouts, in seconds.
 PENDRA_CONNECT_TIMEOUT = env_float("PENDRA_CONNECT_TIMEOUT", 5.0, minimum=0.01)
 PENDRA_CHAT_IDLE_TIMEOUT = env_float("PENDRA_CHAT_IDLE_TIMEOUT", 100.0, minimum=0.01)
+# A chat answer's whole duration, streamed or not: the idle limit alone lets a worker that
+# drips a byte inside it hold a request for ever. Below the 660 s that proxies and the
+# orchestrator's grace period allow (deploy/).
+PENDRA_CHAT_MAX_SECONDS = env_float("PENDRA_CHAT_MAX_SECONDS", 600.0, minimum=0.01)
 PENDRA_EMBEDDINGS_TIMEOUT = env_float("PENDRA_EMBEDDINGS_TIMEOUT", 60.0, minimum=0.01)
 PENDRA_IMAGES_TIMEOUT = env_float("PENDRA_IMAGES_TIMEOUT", 600.0, minimum=0.01)
 PENDRA_AUDIO_TIMEOUT = env_float("PENDRA_AUDIO_TIMEOUT", 300.0, minimum=0.01)

@@ -115,7 +115,7 @@ def test_web_pods_are_probed_on_readyz_and_healthz_with_an_allowed_host() -> Non
 
 
 def test_web_pods_get_longer_to_stop_than_the_longest_stream() -> None:
-    longest = max(settings.PENDRA_IMAGES_TIMEOUT, settings.PENDRA_CHAT_IDLE_TIMEOUT, settings.PENDRA_AUDIO_TIMEOUT)
+    longest = max(settings.PENDRA_IMAGES_TIMEOUT, settings.PENDRA_CHAT_MAX_SECONDS, settings.PENDRA_AUDIO_TIMEOUT)
     assert _pod_spec("Deployment", "pendra-web")["terminationGracePeriodSeconds"] > longest
 
 
