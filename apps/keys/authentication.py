@@ -39,6 +39,7 @@ from rest_framework.request import Request
 from apps.keys import tokens
 from apps.keys.models import ApiKey, key_usable_at
 from apps.orgs.models import Membership
+from apps.orgs.platform import confine_to_org
 from pendra_console.client_address import request_client_address
 from pendra_console.contract import INVALID_TOKEN
 from pendra_console.ttl_cache import TTLCache
@@ -116,6 +117,8 @@ class ApiKeyAuthentication(BaseAuthentication):
                 unknown_keys.charge(address)
             raise AuthenticationFailed(INVALID_TOKEN)
         request._request.api_key = credential.key  # type: ignore[attr-defined]  # the admin request record names it
+        if credential.org_id is not None:
+            confine_to_org(credential.key.user)
         return credential.key.user, credential
 
     def authenticate_header(self, request: Request) -> str:

@@ -32,7 +32,7 @@ from apps.audit.services import audit
 from apps.keys.models import ApiKey, ExpiryNotice
 from apps.keys.services import api_key_rotate
 from apps.orgs.selectors import owner_emails
-from pendra_console.api.exceptions import Conflict, ValidationError
+from pendra_console.api.exceptions import Conflict, PermissionDenied, ValidationError
 
 logger = logging.getLogger("pendra.keys.lifecycle")
 
@@ -106,6 +106,12 @@ def rotate_due_keys(*, now: datetime | None = None, limit: int = BATCH) -> list[
             except (Conflict, ValidationError) as exc:
                 # Another run (or a person) got there first, or the key changed under us.
                 logger.info("scheduled rotation of key %s skipped: %s", key.pk, exc.detail)
+                passed.add(key.pk)
+                continue
+            except PermissionDenied as exc:
+                # The org holds as many working keys as its plan allows: the successor and the old
+                # key in its grace would be one more. Tried again next run (a revoked key frees a place).
+                logger.warning("scheduled rotation of key %s skipped at the plan's cap: %s", key.pk, exc.detail)
                 passed.add(key.pk)
                 continue
         created.append(successor.pk)

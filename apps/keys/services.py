@@ -38,6 +38,10 @@ def _validate_policy(*, name: str | None, expires_at: datetime | None, grace_sec
         raise ValidationError({"rotation_grace_seconds": f"Must be between 0 and {int(MAX_GRACE.total_seconds())}."})
 
 
+def _expired(key: ApiKey, now: datetime) -> bool:
+    return key.expired_at is not None or (key.expires_at is not None and key.expires_at <= now)
+
+
 def _mint() -> tuple[str, str]:
     """A fresh (public id, secret) pair."""
     return tokens.new_public_id(), tokens.new_secret()
@@ -111,6 +115,9 @@ def api_key_update(*, key: ApiKey, actor: Any, **fields: Any) -> ApiKey:
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.revoked_at is not None:
         raise ValidationError({"key": "A revoked key cannot be changed."})
+    if "expires_at" in fields and _expired(key, timezone.now()):
+        # Expiry is final: a later date would quietly bring a dead (perhaps leaked) secret back.
+        raise ValidationError({"expires_at": "This key has expired and stays expired; create a new key."})
     _validate_policy(
         name=fields.get("name"),
         expires_at=fields.get("expires_at"),
@@ -155,6 +162,11 @@ def api_key_rotate(
     Two concurrent rotations of one key produce one successor: the row lock serialises
     them and ``rotated_from`` is unique, so the loser gets 409. With ``reveal_later`` the
     successor has no secret until :func:`api_key_reveal` (the scheduled rotation uses it).
+
+    The old key keeps working through ``grace``, so a rotation with grace holds one more
+    working key for a while and must fit the plan's key cap (rotating the successor again
+    and again would otherwise multiply keys); without grace it swaps one key for another.
+    An expired key is not rotated: its successor would be a way back in.
     """
     if not timedelta(0) <= grace <= MAX_GRACE:
         raise ValidationError({"grace_seconds": f"Must be between 0 and {int(MAX_GRACE.total_seconds())}."})
@@ -166,6 +178,11 @@ def api_key_rotate(
     if ApiKey.objects.filter(rotated_from=locked).exists():
         raise Conflict("This key was already rotated; rotate its successor instead.")
     now = timezone.now()
+    if _expired(locked, now):
+        raise ValidationError({"key": "An expired key cannot be rotated; create a new key."})
+    org = locked.org
+    if grace > timedelta(0) and org is not None:
+        enforce_cap(org=org, what="keys", held=lambda: selectors.org_held_key_count(org=org))
     try:
         with transaction.atomic():
             successor, plaintext = _insert(

@@ -5,6 +5,7 @@
   or a key of another org, gets 404 so the org's existence is not revealed) and checks the
   caller's current role against ``scope_map`` for the HTTP method (403 naming the role).
 - :class:`IsOperator`, :class:`IsSupportOrOperator`: DRF permissions for Pendra's own staff.
+- :class:`NotAnOrgKey`: user-level actions outside any one org that an org's API key may not take.
 
 A credential bound to one org (an API key; apps.keys puts it in ``request.auth``) is
 read through :mod:`apps.orgs.credentials`, so this module needs nothing from the keys app.
@@ -89,6 +90,19 @@ class OrgScopedAPIView(APIView):
     @property
     def role(self) -> str:
         return self.membership.role
+
+
+class NotAnOrgKey(BasePermission):
+    """For user-level actions outside any one org (create an org, accept an invitation).
+
+    An org's key is a credential for that org: it must not act on its user's behalf
+    elsewhere. A session, or a staff key made outside any org, may.
+    """
+
+    message = "An organisation's API key cannot do this; sign in to the console instead."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return org_credential(request) is None
 
 
 class IsOperator(BasePermission):

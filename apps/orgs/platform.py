@@ -22,6 +22,16 @@ def has_platform_role(user: Any, role: PlatformRole) -> bool:
     return role.value in names
 
 
+def confine_to_org(user: Any) -> None:
+    """This request's ``user`` acts through an org's API key: it has no platform role.
+
+    A key made in an org is a credential for that org only, so a support or operator
+    user's org key must not carry their staff powers (only a staff key, made outside any
+    org, does). ``user`` is the row loaded for this one request, so nothing else sees it.
+    """
+    user._platform_roles = set()
+
+
 def is_support(user: Any) -> bool:
     return has_platform_role(user, PlatformRole.SUPPORT)
 

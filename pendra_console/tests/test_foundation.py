@@ -123,7 +123,10 @@ def test_readyz_reports_every_component_up(client: Client) -> None:
 
 def test_malformed_json_under_the_admin_api_is_a_400_with_a_request_id(owner) -> None:
     response = owner.client().post(
-        "/api/v1/orgs/", data=b'{"name": "unterminated', content_type="application/json", HTTP_X_REQUEST_ID=VALID_ID
+        "/api/v1/orgs/acme/keys/",
+        data=b'{"name": "unterminated',
+        content_type="application/json",
+        HTTP_X_REQUEST_ID=VALID_ID,
     )
     assert response.status_code == 400
     assert response["X-Request-Id"] == VALID_ID

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from apps.orgs import invitations, selectors
 from apps.orgs.models import Invitation, Role
-from apps.orgs.permissions import OrgScopedAPIView
+from apps.orgs.permissions import NotAnOrgKey, OrgScopedAPIView
 from pendra_console.api.exceptions import NotFound
 from pendra_console.api.pagination import paginate, paginated
 from pendra_console.api.serializers import StrictInputSerializer, error_responses
@@ -94,7 +94,7 @@ class InvitationDetailView(OrgScopedAPIView):
 
 
 class InvitationAcceptView(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, NotAnOrgKey]  # joining an org is its user's act, not one org's key's
 
     class InputSerializer(StrictInputSerializer):
         token = serializers.CharField(max_length=200)
@@ -111,9 +111,9 @@ class InvitationAcceptView(APIView):
 
     @extend_schema(
         tags=INVITATIONS,
-        summary="Accept an invitation addressed to your email",
+        summary="Accept an invitation addressed to your email (not with an organisation's API key)",
         request=InputSerializer,
-        responses={201: OutputSerializer, **error_responses(400, 404, 410)},
+        responses={201: OutputSerializer, **error_responses(400, 403, 404, 410)},
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)

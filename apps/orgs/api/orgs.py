@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from apps.orgs import selectors, services
 from apps.orgs.credentials import org_credential
 from apps.orgs.models import Membership, Organisation, Role
-from apps.orgs.permissions import OrgScopedAPIView
+from apps.orgs.permissions import NotAnOrgKey, OrgScopedAPIView
 from pendra_console.api.pagination import paginate, paginated
 from pendra_console.api.serializers import StrictInputSerializer, error_responses
 
@@ -53,6 +53,11 @@ def _org_data(membership: Membership) -> dict[str, Any]:
 class OrgListView(APIView):
     permission_classes = [IsAuthenticated]
 
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "POST":  # a new org is its user's act, not one org's key's
+            return [IsAuthenticated(), NotAnOrgKey()]
+        return super().get_permissions()
+
     class InputSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=100)
         slug = serializers.SlugField(max_length=50, required=False)
@@ -84,9 +89,9 @@ class OrgListView(APIView):
 
     @extend_schema(
         tags=ORGS,
-        summary="Create an organisation; you become its owner",
+        summary="Create an organisation; you become its owner (not with an organisation's API key)",
         request=InputSerializer,
-        responses={201: OrgOutputSerializer, **error_responses(400)},
+        responses={201: OrgOutputSerializer, **error_responses(400, 403)},
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)

@@ -226,7 +226,7 @@ def test_an_invitation_is_accepted_by_the_invitee_once(owner: Actor) -> None:
 
 def test_an_invitation_for_someone_else_is_not_found(owner: Actor, member: Actor) -> None:
     _, token = invitation_create(org=owner.org, email="other@x.test", role="member", actor=owner.user)
-    response = member.client().post("/api/v1/invitations/accept/", {"token": token}, format="json")
+    response = member.session_client().post("/api/v1/invitations/accept/", {"token": token}, format="json")
     assert response.status_code == 404
 
 
