@@ -67,6 +67,7 @@ class GatewayApplication:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.proxy.close()
+                await self.pool.close()
                 await run_db(recorder.flush)
                 metrics.meter.flush()  # the counts batched since the last quarter second
                 await send({"type": "lifespan.shutdown.complete"})

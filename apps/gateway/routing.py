@@ -11,6 +11,7 @@ then the least loaded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -22,6 +23,8 @@ from pendra_console.ttl_cache import TTLCache
 logger = logging.getLogger("pendra.gateway")
 
 SNAPSHOT_SECONDS = 1.0
+# With no request for this long, the background refresh stops until the next one.
+IDLE_STOP_SECONDS = 10.0
 _FLEET = "fleet"
 
 
@@ -53,6 +56,7 @@ class WorkerPool:
     # One entry (the fleet) in the same TTL cache as keys and plans.
     _fleet: TTLCache[str, FleetSnapshot] = field(default_factory=lambda: TTLCache(SNAPSHOT_SECONDS))
     _refresher: asyncio.Future[None] | None = None
+    _last_asked: float = 0.0
 
     async def fleet(self) -> FleetSnapshot:
         """The fleet as of less than ``SNAPSHOT_SECONDS`` ago.
@@ -61,6 +65,7 @@ class WorkerPool:
         waits only when that task has fallen behind (the database is slow), which keeps
         the promise that health changes reach routing within a sweep.
         """
+        self._last_asked = time.monotonic()
         self._keep_refreshing()
         return await self._fleet.aget(_FLEET, self._load)
 
@@ -69,7 +74,8 @@ class WorkerPool:
             self._refresher = asyncio.ensure_future(self._refresh_forever())
 
     async def _refresh_forever(self) -> None:
-        while True:
+        # An idle process stops asking the database; the next request starts this again.
+        while time.monotonic() - self._last_asked < IDLE_STOP_SECONDS:
             await asyncio.sleep(SNAPSHOT_SECONDS / 2)
             try:
                 await self._fleet.reload(_FLEET, self._load)
@@ -85,6 +91,14 @@ class WorkerPool:
                 raise
             logger.exception("could not refresh the worker list; routing on the previous one")
             return previous
+
+    async def close(self) -> None:
+        """Stop the background refresh (the process is shutting down)."""
+        if self._refresher is not None and not self._refresher.done():
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        self._refresher = None
 
     def invalidate(self) -> None:
         """Forget the fleet view now (tests that rebuild the fleet; never needed in production)."""
