@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
 from django_ratelimit.exceptions import Ratelimited  # type: ignore[import-untyped]
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from redis.exceptions import RedisError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
@@ -66,6 +71,25 @@ DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
     domain.Conflict: 409,
     domain.Gone: 410,
 }
+
+
+# An outage of a backing service is a 503 ("retry shortly"), never a 500 (a bug of ours).
+# What fails closed this way: any page or API call that needs the service, including the
+# console forms django-allauth throttles in the cache (sign-up, password reset, ...).
+RETRY_AFTER_OUTAGE = "5"
+
+
+def unavailable_service(exc: BaseException | None) -> str | None:
+    """``"database"`` or ``"cache"`` when ``exc`` says that service is unreachable, else None."""
+    if isinstance(exc, (DatabaseOperationalError, DatabaseInterfaceError)):
+        return "database"
+    if isinstance(exc, (RedisError, BrokerOperationalError)):
+        return "cache"
+    return None
+
+
+def outage_detail(service: str) -> str:
+    return f"Service unavailable: the {service} cannot be reached right now; retry shortly."
 
 
 def domain_status(exc: domain.DomainError) -> int:
@@ -247,7 +271,8 @@ class ErrorContractMiddleware:
             return error_response(request, 413) if is_api_path(request.path) else None
         if isinstance(exception, SuspiciousOperation):
             return None
-        logger.exception("Unhandled error in %s %s", request.method, request.path)
+        if unavailable_service(exception) is None:
+            logger.exception("Unhandled error in %s %s", request.method, request.path)
         return server_error(request)
 
 
@@ -278,6 +303,10 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Django calls this while handling the exception, so it is still at hand.
+    service = unavailable_service(sys.exc_info()[1])
+    if service is not None:
+        return service_unavailable(request, service)
     if is_api_path(request.path):
         return error_response(request, 500)
     try:
@@ -286,3 +315,20 @@ def server_error(request: HttpRequest) -> HttpResponse:
         return HttpResponse(
             "Server error. Request id: " + current_request_id.get(), status=500, content_type="text/plain"
         )
+
+
+def service_unavailable(request: HttpRequest, service: str) -> HttpResponse:
+    logger.warning("%s unreachable: %s %s answered 503", service, request.method, request.path)
+    detail = outage_detail(service)
+    if is_api_path(request.path):
+        return error_response(
+            request, 503, detail, code="service_unavailable", headers={"Retry-After": RETRY_AFTER_OUTAGE}
+        )
+    try:
+        response = render(request, "503.html", {"request_id": current_request_id.get(), "detail": detail}, status=503)
+    except Exception:  # the page's own layout may need what is down
+        response = HttpResponse(
+            f"{detail} Request id: {current_request_id.get()}", status=503, content_type="text/plain"
+        )
+    response["Retry-After"] = RETRY_AFTER_OUTAGE
+    return response

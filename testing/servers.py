@@ -133,3 +133,105 @@ def start_redis_at(port: int, workdir: str) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     process.kill()
     raise RuntimeError("redis-server did not start within 30 s")
+
+
+class StoppableRedis:
+    """A Redis of a test's own on a fixed port, stopped and started again as the test says (outages)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="pendra-outage-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> StoppableRedis:
+        self.process = start_redis_at(self.port, self.workdir)
+        return self
+
+    def stop(self) -> None:
+        """Gone, as a crashed Redis is: connections refused, its data lost (no persistence)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class StoppablePostgres:
+    """A PostgreSQL cluster of a test's own on a fixed port, stopped and started again (outages).
+
+    :meth:`load` copies a database into it (``pg_dump | psql``), so a server process can be
+    pointed at it with the rows a test made in the session's database.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="pendra-outage-pg-")
+        self.datadir, self.sockdir = Path(self.workdir, "data"), Path(self.workdir, "sock")
+        self.sockdir.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+            shutil.chown(self.sockdir, "postgres")
+        initdb = _find_binary("initdb")
+        if initdb is None:
+            raise RuntimeError("initdb is not installed")
+        subprocess.run(
+            _as_postgres_user(
+                [initdb, "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg_ctl(self, *args: str) -> None:
+        pg_ctl = _find_binary("pg_ctl") or "pg_ctl"
+        subprocess.run(_as_postgres_user([pg_ctl, "-D", str(self.datadir), *args]), check=True, timeout=120)
+
+    def start(self) -> StoppablePostgres:
+        options = (
+            f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._pg_ctl("-o", options, "-l", f"{self.workdir}/log", "-w", "start")
+        return self
+
+    def stop(self) -> None:
+        """Down at once, as a crash or a failover looks to clients (committed data survives)."""
+        self._pg_ctl("-m", "immediate", "-w", "stop")
+
+    def load(self, source_url: str) -> None:
+        """Copy the database at ``source_url`` (schema and rows) into this cluster's ``postgres`` database."""
+        pg_dump, psql = _find_binary("pg_dump") or "pg_dump", _find_binary("psql") or "psql"
+        dump = subprocess.run(
+            [pg_dump, "--no-owner", "--no-privileges", "--dbname", source_url],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [psql, "--quiet", "--set", "ON_ERROR_STOP=1", "--dbname", self.url],
+            input=dump.stdout,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def close(self) -> None:
+        subprocess.run(
+            _as_postgres_user([_find_binary("pg_ctl") or "pg_ctl", "-D", str(self.datadir), "-m", "immediate", "stop"]),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(self.workdir, ignore_errors=True)

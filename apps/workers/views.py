@@ -103,7 +103,10 @@ class WorkerListView(APIView):
     @extend_schema(
         tags=WORKERS,
         summary="Register a worker",
-        description="The worker starts `unhealthy`; a probe is sent at once and promotes it when it answers.",
+        description=(
+            "The worker starts `unhealthy`; a probe is sent at once (if the task broker is unreachable, "
+            "the next health sweep probes it) and promotes it when it answers."
+        ),
         request=InputSerializer,
         responses={201: WorkerOutputSerializer, **error_responses(400, 403)},
     )
@@ -111,7 +114,7 @@ class WorkerListView(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         worker = services.worker_register(actor=request.user, **data.validated_data)
-        tasks.probe_worker.delay_on_commit(str(worker.pk))
+        tasks.probe_soon(str(worker.pk))
         return Response(WorkerOutputSerializer(worker).data, status=status.HTTP_201_CREATED)
 
 
