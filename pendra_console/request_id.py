@@ -16,6 +16,7 @@ from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 
+from pendra_console import tracing
 from pendra_console.contract import REQUEST_ID_HEADER
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{20,200}")
@@ -51,6 +52,8 @@ class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id.get()
+        if tracing.tracer is not None and not hasattr(record, "trace_id"):
+            record.trace_id = tracing.current_trace_id()  # the line leads to the request's trace
         return True
 
 

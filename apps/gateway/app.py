@@ -23,13 +23,14 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.gateway import metering, metrics, validation
+from apps.gateway import metering, metrics, tracing, validation
 from apps.gateway.exchange import BodyTooLarge, ClientGone, Exchange
 from apps.gateway.proxy import Proxy
 from apps.gateway.routes import ROUTES
 from apps.gateway.routing import WorkerPool
 from apps.keys.authentication import KeyPrincipal, UnknownKeyBudgetSpent, authenticate_key_cached
 from apps.requestlog.recorder import recorder
+from pendra_console import tracing as otel
 from pendra_console.aio import run_db
 from pendra_console.client_address import scope_client_address
 from pendra_console.contract import INVALID_TOKEN
@@ -48,6 +49,7 @@ class GatewayApplication:
         self.django_app = django_app
         self.pool = WorkerPool(cooldown_seconds=settings.PENDRA_WORKER_COOLDOWN)
         self.proxy = Proxy(self.pool)
+        otel.configure()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -70,6 +72,7 @@ class GatewayApplication:
                 await self.pool.close()
                 await run_db(recorder.flush)
                 metrics.meter.flush()  # the counts batched since the last quarter second
+                otel.shutdown()  # and the spans batched for export
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -78,6 +81,7 @@ class GatewayApplication:
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         exchange = Exchange(scope, receive, send, uid=secrets.token_hex(16))
         token = current_request_id.set(exchange.request_id)
+        trace_token = tracing.start(exchange)
         try:
             await self.serve(exchange)
         except ClientGone:
@@ -93,6 +97,7 @@ class GatewayApplication:
                 exchange.error = "internal error after the response started"
         finally:
             metering.finish(exchange)
+            tracing.finish(exchange, trace_token)
             current_request_id.reset(token)
 
     async def serve(self, exchange: Exchange) -> None:

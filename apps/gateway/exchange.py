@@ -48,6 +48,7 @@ class Exchange:
         "route",
         "scope",
         "send",
+        "span",
         "started",
         "status",
         "streamed",
@@ -95,6 +96,7 @@ class Exchange:
         self.client_gone = False
         self.delivered_tokens = 0  # content events that reached the client: the bill if the worker's usage never comes
         self.worker_failed = False
+        self.span: Any = None  # the request's trace span, when tracing is on (apps.gateway.tracing)
 
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)

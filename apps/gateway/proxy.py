@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 from django.conf import settings
 
-from apps.gateway import validation
+from apps.gateway import tracing, validation
 from apps.gateway.answers import INVALID_UTF8, is_utf8, openai_envelope, read_bounded, usage_numbers
 from apps.gateway.exchange import JSON, ClientGone, Exchange
 from apps.gateway.routes import Route
@@ -182,7 +182,8 @@ class Proxy:
             exchange.attempts += 1
             self.pool.started(worker.id)
             try:
-                await self.attempt(exchange, route, valid, worker, payload, headers, deadline, limit)
+                with tracing.attempt(exchange, worker, headers):
+                    await self.attempt(exchange, route, valid, worker, payload, headers, deadline, limit)
             except Retry as failure:
                 self.pool.failed(worker.id)
                 last_reason = failure.reason

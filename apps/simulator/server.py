@@ -29,7 +29,7 @@ prompt_tokens     x-sim-prompt-tokens     report this many prompt tokens for a c
 ================  ======================  =========================================================
 
 ``GET /_sim/stats`` counts requests per path, completed streams and client disconnects, and
-keeps the last 50 requests' ``x-request-id`` and whether an ``Authorization`` header came.
+keeps the last 50 requests' ``x-request-id``, ``traceparent`` and whether an ``Authorization`` header came.
 :class:`SimulatorServer` runs one in a thread (tests); ``manage.py simulate_worker`` runs one
 in the foreground.
 """
@@ -260,6 +260,7 @@ class Simulator:
                 "method": request.method,
                 "request_id": request_id,
                 "authorization": "authorization" in request.headers,
+                "traceparent": request.headers.get("traceparent"),
             }
         )
         logger.info("%s %s %s x-request-id=%s", self.name, request.method, request.path, request_id or "-")

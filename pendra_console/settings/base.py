@@ -74,7 +74,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost, so the request id is on every response, static files and 500s included.
+    # Off unless PENDRA_OTEL_ENABLED (it then removes itself); outside the request id so the
+    # access line is written inside the request's span.
+    "pendra_console.tracing.TracingMiddleware",
+    # Outermost that answers, so the request id is on every response, static files and 500s included.
     "pendra_console.request_id.RequestIdMiddleware",
     "pendra_console.metrics.MetricsMiddleware",
     "pendra_console.errors.ErrorContractMiddleware",

@@ -114,3 +114,8 @@ for _network in PENDRA_METRICS_ALLOWED_IPS:
         ipaddress.ip_network(_network, strict=False)
     except ValueError:
         raise ImproperlyConfigured(f"PENDRA_METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from None
+
+# OpenTelemetry tracing (pendra_console/tracing.py), off by default. When on, the OTLP/HTTP
+# exporter reads the standard OTEL_EXPORTER_OTLP_* variables (endpoint: http://localhost:4318).
+PENDRA_OTEL_ENABLED = env_bool("PENDRA_OTEL_ENABLED", False)
+PENDRA_OTEL_SERVICE_NAME = os.environ.get("OTEL_SERVICE_NAME") or "pendra-console"
