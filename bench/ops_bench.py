@@ -1,20 +1,21 @@
-"""Operations bench: what metrics cost the gateway, and whether the shipped nginx config keeps streams unbuffered.
+"""Operations bench: what metrics and tracing cost the gateway; whether the shipped nginx keeps streams unbuffered.
 
 One run, all on loopback (throwaway PostgreSQL and Redis, as in ``gateway_bench.py``):
 
-1. **Metrics on vs off.** Two gateway nodes (``python -m pendra_console.serving --workers 2``,
-   each with its own ``PROMETHEUS_MULTIPROC_DIR``), one with ``PENDRA_METRICS=1`` and one with
-   ``PENDRA_METRICS=0``, in front of the same static nginx upstream. wrk loads them in turn
-   (on, off, on, off, ...), so a busy neighbour on the machine hits both alike, and the medians
-   are compared. Requests/s and latency move with whatever else the machine runs; the CPU the
-   node's processes spent per request (read from ``/proc``) moves much less, and the CPU time
-   of the metering call itself (measured alone) not at all.
+1. **Metrics and tracing on vs off.** Three gateway nodes (``python -m pendra_console.serving
+   --workers 2``, each with its own ``PROMETHEUS_MULTIPROC_DIR``) in front of the same static
+   nginx upstream: all off; ``PENDRA_METRICS=1``; metrics and ``PENDRA_OTEL_ENABLED=1``
+   (exporting to a collector on loopback). wrk loads them in turn, the order rotating each
+   round, so a busy neighbour on the machine hits all alike, and the medians are compared.
+   Requests/s and latency move with whatever else the machine runs; the CPU the node's
+   processes spent per request (read from ``/proc``) moves much less, and the CPU time of
+   the hooks measured alone (:mod:`bench.hook_cpu`) not at all.
 2. **Streaming through nginx.** The simulated worker streams a chat completion (first chunk at
    once, the rest 25 ms apart); time to first byte is measured straight to the gateway node and
    through nginx running ``deploy/nginx/default.conf.template`` (:mod:`testing.nginx`), the two
    paths alternating request by request so each pair sees the same machine; the median of the
    pairs' differences is what nginx adds. Buffered, the first byte would wait for the whole
-   stream (~175 ms).
+   stream (~250 ms).
 
 Usage: ``.venv/bin/python bench/ops_bench.py [--duration 8] [--rounds 3] [--connections 32]
 [--streams 60] [--write]``. ``--write`` puts the tables into ``bench/README.md``.
@@ -42,8 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.gateway_bench import nginx_config, run_wrk, wait_http  # noqa: E402
+from bench.hook_cpu import metering_cpu_us, tracing_cpu_us  # noqa: E402
 from testing import servers  # noqa: E402
 from testing.nginx import Nginx, nginx_binary  # noqa: E402
+from testing.otlp import Collector  # noqa: E402
 
 BIG_PLAN = (
     "from apps.plans.models import Plan; from apps.plans.services import subscription_change; "
@@ -53,13 +56,23 @@ BIG_PLAN = (
     "plan, _ = Plan.objects.update_or_create(slug='bench', defaults=dict(name='Bench', **big)); "
     "subscription_change(org=Organisation.objects.get(slug='{org}'), plan=plan, actor=None)"
 )
+# The nodes compared: everything off; metrics on; metrics and tracing on (every request traced,
+# exported over OTLP/HTTP to a collector on loopback that only counts what it receives).
+SETTINGS = {
+    "off": {"PENDRA_METRICS": "0", "PENDRA_OTEL_ENABLED": "0"},
+    "metrics": {"PENDRA_METRICS": "1", "PENDRA_OTEL_ENABLED": "0"},
+    "tracing": {"PENDRA_METRICS": "1", "PENDRA_OTEL_ENABLED": "1"},
+}
 CHUNK_DELAY_MS = 25
 STREAM_TOKENS = 8
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def start_node(port: int, env: dict[str, str], metrics_dir: str) -> subprocess.Popen[bytes]:
-    """A gateway node as production starts one; its own session, so its processes share a group id."""
+    """A gateway node as production starts one; its own session, so its processes share a group id.
+
+    Its output goes to ``<metrics_dir>.log``, printed if the bench fails.
+    """
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "pendra_console.serving", "--host", "127.0.0.1", "--port", str(port)),
@@ -68,6 +81,8 @@ def start_node(port: int, env: dict[str, str], metrics_dir: str) -> subprocess.P
         env={**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir},
         cwd=ROOT,
         start_new_session=True,
+        stdout=Path(f"{metrics_dir}.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -85,50 +100,6 @@ def group_cpu_seconds(group: int) -> float:
         if int(fields[2]) == group:  # pgrp
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / _CLOCK_TICKS
-
-
-def metering_cpu_us(env: dict[str, str], calls: int = 20000) -> float:
-    """CPU µs per request of the gateway's metering: ``meter.observe`` and its share of the flush."""
-    code = f"""
-import asyncio, time, django
-django.setup()
-from apps.gateway.exchange import Exchange
-from apps.gateway.routes import ROUTES
-from apps.gateway import metrics
-from apps.workers.selectors import WorkerTarget
-scope = {{"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}}
-worker = WorkerTarget(id="w1", name="w1", base_url="http://127.0.0.1:1", models={{}}, dedicated_org_id=None)
-def one():
-    exchange = Exchange(scope, None, None, "u")
-    exchange.route = ROUTES["/v1/chat/completions"]
-    exchange.worker = worker
-    exchange.attempts = 1
-    exchange.first_byte_at = exchange.started
-    return exchange
-exchanges = [one() for _ in range({calls})]
-async def run():
-    for exchange in exchanges[:1000]:
-        metrics.meter.observe(exchange, 200, exchange.started)
-    metrics.meter.flush()
-    started = time.process_time()
-    for exchange in exchanges:
-        metrics.meter.observe(exchange, 200, exchange.started)
-    metrics.meter.flush()  # what the batching defers is counted too
-    return started
-started = asyncio.run(run())
-print((time.process_time() - started) / {calls} * 1e6)
-"""
-    with tempfile.TemporaryDirectory(prefix="pendra-metering-") as metrics_dir:
-        output = subprocess.run(
-            [sys.executable, "-c", code],
-            env={**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "DJANGO_SETTINGS_MODULE": "pendra_console.settings"},
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
-        ).stdout
-    return float(output.strip().splitlines()[-1])
 
 
 def stream_ttfb_ms(client: httpx.Client, url: str, key: str) -> tuple[float, float]:
@@ -170,6 +141,7 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     nodes: dict[str, subprocess.Popen[bytes]] = {}
     proxy: Nginx | None = None
+    collector = Collector(decode=False).start()
     env = {
         **os.environ,
         "DATABASE_URL": postgres.url,
@@ -187,7 +159,7 @@ def main() -> None:
     load_before = load_average()
     try:
         upstream_port, sim_port = servers.free_port(), servers.free_port()
-        ports = {"on": servers.free_port(), "off": servers.free_port()}
+        ports = {setting: servers.free_port() for setting in SETTINGS}
         Path(workdir, "nginx.conf").write_text(nginx_config(upstream_port, workdir))
         processes.append(
             subprocess.Popen([nginx_binary() or "nginx", "-c", f"{workdir}/nginx.conf", "-g", "daemon off;"])
@@ -221,8 +193,8 @@ def main() -> None:
                 check=True,
                 capture_output=True,
             )
-        for setting, metrics in (("on", "1"), ("off", "0")):
-            node_env = {**env, "PENDRA_METRICS": metrics}
+        for setting, values in SETTINGS.items():
+            node_env = {**env, **values, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
             nodes[setting] = start_node(ports[setting], node_env, f"{workdir}/metrics-{setting}")
         for port in ports.values():
             wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -246,17 +218,22 @@ def main() -> None:
         for setting in ports:
             load(setting, args.connections, duration=2)  # warm connections and caches
         results: dict[str, dict[str, list[dict[str, float]]]] = {s: {"one": [], "many": []} for s in ports}
+        names = list(SETTINGS)
         for round_number in range(args.rounds):
-            # Alternate which setting goes first, so neither always follows the other's warm-up.
-            order = ("on", "off") if round_number % 2 == 0 else ("off", "on")
-            for setting in order:
+            # Rotate which setting goes first, so none always follows another's run.
+            shift = round_number % len(names)
+            for setting in names[shift:] + names[:shift]:
                 results[setting]["one"].append(load(setting, 1))
                 results[setting]["many"].append(load(setting, args.connections))
         metering_us = metering_cpu_us(env)
+        tracing_us: dict[str, list[float]] = {mode: [] for mode in ("none", "off", "on", "sampled")}
+        for _ in range(3):  # interleaved, medians
+            for mode, values in tracing_us.items():
+                values.append(tracing_cpu_us(env, mode=mode, endpoint=collector.url))
 
         # Streaming: straight to the metrics-on node, and through the shipped nginx config in front of it.
-        proxy = Nginx([f"127.0.0.1:{ports['on']}"]).start()
-        paths = {"direct": f"http://127.0.0.1:{ports['on']}", "nginx": proxy.url}
+        proxy = Nginx([f"127.0.0.1:{ports['metrics']}"]).start()
+        paths = {"direct": f"http://127.0.0.1:{ports['metrics']}", "nginx": proxy.url}
         # One kept-alive connection per path, as a client in production holds: connection set-up is not measured.
         clients = {path: httpx.Client() for path in paths}
         for path, url in paths.items():
@@ -269,6 +246,10 @@ def main() -> None:
                 first, rest = stream_ttfb_ms(clients[path], paths[path], key)
                 ttfb[path].append(first)
                 spread[path].append(rest)
+    except BaseException:
+        for log in sorted(Path(workdir).glob("metrics-*.log")):
+            print(f"--- {log.name}:\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        raise
     finally:
         if proxy is not None:
             proxy.stop()
@@ -283,6 +264,7 @@ def main() -> None:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        collector.stop()
         postgres.stop()
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -291,13 +273,20 @@ def main() -> None:
     def median(setting: str, kind: str, field: str) -> float:
         return statistics.median(run[field] for run in results[setting][kind])
 
-    def change(field: str, kind: str) -> str:
-        on, off = median("on", kind, field), median("off", kind, field)
-        return f"{(on - off) / off * 100:+.1f} %"
+    def change(setting: str, base: str, kind: str, field: str) -> str:
+        value, reference = median(setting, kind, field), median(base, kind, field)
+        return f"{(value - reference) / reference * 100:+.1f} %"
 
     def runs(setting: str, kind: str, field: str) -> str:
         digits = 0 if field in ("rps", "cpu_us") else 2
         return ", ".join(f"{run[field]:.{digits}f}" for run in results[setting][kind])
+
+    def row(label: str, kind: str, field: str, digits: int) -> str:
+        values = " | ".join(f"{median(setting, kind, field):.{digits}f}" for setting in SETTINGS)
+        return (
+            f"| {label} | {values} | {change('metrics', 'off', kind, field)} "
+            f"| {change('tracing', 'metrics', kind, field)} |"
+        )
 
     differences = [nginx - direct for nginx, direct in zip(ttfb["nginx"], ttfb["direct"], strict=True)]
     added = statistics.median(differences)
@@ -308,29 +297,41 @@ def main() -> None:
             f"| {statistics.median(spread[path]):.1f} |"
         )
 
+    hooks = {mode: statistics.median(values) for mode, values in tracing_us.items()}
     many = f"{args.connections} connections"
+    all_runs = "; ".join(
+        f"{setting}: {runs(setting, 'many', 'rps')} requests/s, {runs(setting, 'many', 'cpu_us')} µs CPU, "
+        f"one connection p50 {runs(setting, 'one', 'p50')} ms"
+        for setting in SETTINGS
+    )
     table = "\n".join(
         [
             f"Run on {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} cores ({platform.machine()}), load "
             f"average (1/5/15 min) {load_before} before and {load_after} after; each gateway node 2 uvicorn "
             f"processes; {args.rounds} interleaved wrk runs of {args.duration} s per setting and load, medians; "
-            "PostgreSQL, Redis and the static upstream on the same machine.",
+            "PostgreSQL, Redis and the static upstream on the same machine. Nodes: all off; metrics on; "
+            "metrics and tracing on (every request traced and exported over OTLP/HTTP).",
             "",
-            "| | metrics on | metrics off | on vs off |",
-            "|---|---:|---:|---:|",
-            f"| one connection: p50 ms | {median('on', 'one', 'p50'):.2f} | {median('off', 'one', 'p50'):.2f} "
-            f"| {change('p50', 'one')} |",
-            f"| {many}: requests/s | {median('on', 'many', 'rps'):.0f} | {median('off', 'many', 'rps'):.0f} "
-            f"| {change('rps', 'many')} |",
-            f"| {many}: node CPU µs per request | {median('on', 'many', 'cpu_us'):.0f} "
-            f"| {median('off', 'many', 'cpu_us'):.0f} | {change('cpu_us', 'many')} |",
+            "| | all off | metrics on | metrics + tracing on | metrics on vs off | tracing on vs off |",
+            "|---|---:|---:|---:|---:|---:|",
+            row("one connection: p50 ms", "one", "p50", 2),
+            row(f"{many}: requests/s", "many", "rps", 0),
+            row(f"{many}: node CPU µs per request", "many", "cpu_us", 0),
             "",
-            f"Runs at {many}, requests/s: on {runs('on', 'many', 'rps')}; off {runs('off', 'many', 'rps')}; "
-            f"node CPU µs per request: on {runs('on', 'many', 'cpu_us')}; off {runs('off', 'many', 'cpu_us')}. "
-            f"One connection, p50 ms: on {runs('on', 'one', 'p50')}; off {runs('off', 'one', 'p50')}.",
+            f"Every run at {many} (in order): {all_runs}.",
             "",
-            "CPU time of the gateway's metering per request (`apps.gateway.metrics.meter`: the observation "
-            f"plus its share of the batched write, multiprocess mode, 20,000 requests): **{metering_us:.1f} µs**.",
+            "CPU time per request of the hooks alone (fresh process each, CPU time of all its threads, so "
+            "other processes do not inflate it; `bench/hook_cpu.py`, 20,000 requests (5,000 traced), medians of 3):",
+            "",
+            "| hook | CPU µs per request |",
+            "|---|---:|",
+            f"| metering (`apps.gateway.metrics.meter`, its share of the batched write included) | {metering_us:.1f} |",
+            f"| tracing hooks, tracing off (start, one attempt, finish; loop subtracted) "
+            f"| {hooks['off'] - hooks['none']:.2f} |",
+            f"| tracing on, every request traced (2 spans, their OTLP export included) "
+            f"| {hooks['on'] - hooks['none']:.0f} |",
+            f"| tracing on, 1 % of traces sampled (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`) "
+            f"| {hooks['sampled'] - hooks['none']:.1f} |",
             "",
             f"Streaming through the shipped nginx config (`deploy/nginx/`), {args.streams} streamed chat "
             f"requests per path, alternating; first chunk at once, then one every {CHUNK_DELAY_MS} ms:",
