@@ -40,6 +40,9 @@ def pytest_load_initial_conftests(
     os.environ["PENDRA_FORWARD_SIM_HEADERS"] = "1"
     os.environ["PENDRA_VAR_DIR"] = tempfile.mkdtemp(prefix="pendra-test-var-")
     os.environ["PENDRA_RECORD_FLUSH_SECONDS"] = "0.05"
+    # Tests read records the in-process writer wrote; the durable hand-off's tests (and the
+    # processes they start) switch to the Redis Stream and run record_writer themselves.
+    os.environ["PENDRA_RECORD_HANDOFF"] = "memory"
     # Argon2 at its production cost spends ~0.1 s and 100 MiB per password; hundreds of users are made.
     os.environ["PENDRA_ARGON2_MEMORY_KIB"] = "1024"
     os.environ["PENDRA_ARGON2_TIME_COST"] = "1"

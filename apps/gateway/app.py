@@ -80,6 +80,7 @@ class GatewayApplication:
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         exchange = Exchange(scope, receive, send, uid=secrets.token_hex(16))
+        exchange.on_end = metering.conclude
         token = current_request_id.set(exchange.request_id)
         trace_token = tracing.start(exchange)
         try:
@@ -96,7 +97,7 @@ class GatewayApplication:
             else:
                 exchange.error = "internal error after the response started"
         finally:
-            metering.finish(exchange)
+            await metering.finish(exchange)
             tracing.finish(exchange, trace_token)
             current_request_id.reset(token)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from apps.gateway.validation import InvalidRequest
@@ -33,6 +34,7 @@ class Exchange:
         "admitted_stream",
         "attempts",
         "client_gone",
+        "concluded",
         "delivered_tokens",
         "error",
         "extra_headers",
@@ -40,6 +42,7 @@ class Exchange:
         "headers",
         "method",
         "model",
+        "on_end",
         "path",
         "principal",
         "receive",
@@ -97,6 +100,9 @@ class Exchange:
         self.delivered_tokens = 0  # content events that reached the client: the bill if the worker's usage never comes
         self.worker_failed = False
         self.span: Any = None  # the request's trace span, when tracing is on (apps.gateway.tracing)
+        # Awaited once, just before the response's last bytes (the record's durable hand-off).
+        self.on_end: Callable[[Exchange], Awaitable[None]] | None = None
+        self.concluded = False  # the record and the settle have been handed over
 
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)
@@ -134,6 +140,9 @@ class Exchange:
         await self.send({"type": "http.response.start", "status": status, "headers": headers + self.base_headers()})
 
     async def body(self, data: bytes, *, more: bool) -> None:
+        if not more and self.on_end is not None:
+            on_end, self.on_end = self.on_end, None
+            await on_end(self)
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def respond(self, status: int, content: bytes, content_type: bytes = JSON) -> None:

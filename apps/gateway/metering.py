@@ -2,27 +2,37 @@
 
 :func:`admit` asks :mod:`apps.plans.limits_async` whether the org may send this request
 (the ``x-ratelimit-*`` headers go on the response either way; a refusal is the 429).
-:func:`finish` runs when the response is over, whatever happened: it hands the request's
-record (and, for a success, its usage) to :func:`apps.requestlog.services.record_request`
-(a client that left mid-answer is a 499 billed for the worker's usage or, failing that,
-the text delivered), settles the limits (tokens used, stream slot freed) without making
-the client wait, counts the request's Prometheus metrics (:mod:`apps.gateway.metrics`)
-and writes the access log line.
+:func:`conclude` runs just before the response's last bytes: it hands the request's record
+(and, for a success, its usage) from :func:`apps.requestlog.services.record_request` to
+the Redis Stream, in the same pipeline as the settle of the limits (tokens used, stream
+slot freed), or, without the durable hand-off, to the in-process writer with the settle
+after the response. :func:`finish` runs when the response is over, whatever happened:
+it concludes a response that had no last bytes (a client that left mid-answer is a 499
+billed for the worker's usage or, failing that, the text delivered), counts the
+request's Prometheus metrics (:mod:`apps.gateway.metrics`) and writes the access log line.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.gateway import metrics
 from apps.gateway.exchange import Exchange
 from apps.gateway.routes import Route
 from apps.plans import limits_async
-from apps.requestlog.services import TokenUsage, record_request
+from apps.requestlog import handoff
+from apps.requestlog.recorder import recorder
+from apps.requestlog.services import RecordRows, TokenUsage, record_request
 from pendra_console.request_id import log_access
+
+logger = logging.getLogger("pendra.gateway")
 
 
 async def admit(exchange: Exchange, *, org_id: int, route: Route, streaming: bool) -> bool:
@@ -51,51 +61,42 @@ async def count_refused(exchange: Exchange, *, org_id: int, route: Route) -> boo
     return True
 
 
-def finish(exchange: Exchange) -> None:
-    """Record the request, settle its limits and log it; never raises into the response."""
-    now = time.perf_counter()
+async def conclude(exchange: Exchange) -> None:
+    """Just before the response's last bytes: record the request and settle its limits.
+
+    With the durable hand-off (:mod:`apps.requestlog.handoff`) this waits for Redis, once:
+    the record's ``XADD`` travels in the same pipeline as the settle, so a process killed
+    after answering has lost nothing it answered, at no extra round trip. Otherwise the
+    record goes to the in-process writer and the settle runs after the response.
+    """
+    if not exchange.client_gone:  # else recorded as 499 by finish(), once the answer is abandoned
+        await _conclude(exchange)
+
+
+async def _conclude(exchange: Exchange) -> None:
+    exchange.concluded = True
+    if handoff.enabled():
+        await _hand_off(_record(exchange, hand_off=True), _settle_arguments(exchange))
+    else:
+        _record(exchange, hand_off=False)  # the settle follows the response (finish)
+
+
+async def finish(exchange: Exchange) -> None:
+    """After the response, whatever happened: its metrics and access line; its record and
+    settle too when no last bytes were sent (a client that left, a stream that broke)."""
+    if not exchange.concluded:
+        # No last bytes were sent (the client left, the stream broke): hand over now.
+        exchange.on_end = None
+        await _conclude(exchange)
+    settle = None if handoff.enabled() else _settle_arguments(exchange)
+    if settle is not None:
+        # Counting tokens and freeing the stream slot happen after the response, off its path.
+        limits_async.spawn_settle(**settle)
+    status = exchange.status or 499
     principal = exchange.principal
     worker = exchange.worker
-    usage = exchange.usage if exchange.succeeded else None
-    if exchange.client_gone and usage is None and exchange.delivered_tokens and not exchange.worker_failed:
-        # The worker's report never came: bill the generated text that reached the client.
-        delivered = exchange.delivered_tokens
-        usage = TokenUsage(prompt_tokens=0, completion_tokens=delivered, total_tokens=delivered)
-    status = exchange.status or 499
-    # A success, or an answer the client walked away from after the worker produced it.
-    billed = (exchange.succeeded or usage is not None) and principal is not None and exchange.route is not None
-    record_request(
-        uid=exchange.uid,
-        request_id=exchange.request_id,
-        created_at=timezone.now(),
-        org_id=principal.org_id if principal else None,
-        api_key_id=principal.key_id if principal else None,
-        user_id=principal.user_id if principal else None,
-        route=exchange.route.path if exchange.route else exchange.path,
-        method=exchange.method,
-        model=exchange.model,
-        status=status,
-        worker_id=worker.id if worker else None,
-        worker_name=worker.name if worker else "",
-        attempts=exchange.attempts,
-        streamed=exchange.streamed,
-        latency_ms=round((now - exchange.started) * 1000, 3),
-        upstream_latency_ms=_ms(exchange.upstream_started, exchange.upstream_finished),
-        ttfb_ms=_ms(exchange.upstream_started, exchange.first_byte_at),
-        usage=usage,
-        billed_units=exchange.units if billed else None,
-        error=exchange.error,
-    )
-    if exchange.admitted and principal is not None and exchange.route is not None:
-        # Counting tokens and freeing the stream slot happen after the response, off its path.
-        limits_async.spawn_settle(
-            org_id=principal.org_id,
-            kind=exchange.route.kind,
-            tokens=usage.total_tokens if usage else 0,
-            streaming=exchange.admitted_stream,
-        )
     if settings.PENDRA_METRICS:
-        metrics.meter.observe(exchange, status, now)
+        metrics.meter.observe(exchange, status, time.perf_counter())
     log_access(
         method=exchange.method,
         path=exchange.path,
@@ -106,6 +107,91 @@ def finish(exchange: Exchange) -> None:
         worker_id=worker.id if worker else None,
         worker=worker.name if worker else None,
         attempts=exchange.attempts,
+    )
+
+
+async def _hand_off(rows: RecordRows, settle: dict[str, Any] | None) -> None:
+    """One pipeline: the settle (if any) and the record's XADD. Redis down: fail open, the
+    rows go to the in-process writer and the settle is skipped, as admit() skipped counting."""
+    try:
+        async with limits_async.client().pipeline(transaction=False) as pipe:
+            if settle is not None:
+                limits_async.queue_settle(pipe, **settle)
+            handoff.queue(pipe, handoff.encode(*rows))
+            results = await pipe.execute(raise_on_error=False)
+    except (RedisError, OSError, TimeoutError) as exc:
+        _handoff_failed(rows, exc)
+        return
+    except asyncio.CancelledError as exc:
+        _handoff_failed(rows, exc)  # whether Redis took it is unknown: the uid keeps it single
+        raise
+    if isinstance(results[-1], Exception):
+        _handoff_failed(rows, results[-1])
+    elif _redis_refused:
+        logger.warning("Redis takes request records again")
+        _redis_refused.clear()
+
+
+_redis_refused: set[bool] = set()  # non-empty while Redis refuses records: log the outage once
+
+
+def _handoff_failed(rows: RecordRows, exc: BaseException) -> None:
+    if not _redis_refused:
+        logger.error("Redis refused a request record (%s); records go to this process's writer", type(exc).__name__)
+        _redis_refused.add(True)
+    recorder.submit(*rows)
+
+
+def _settle_arguments(exchange: Exchange) -> dict[str, Any] | None:
+    principal = exchange.principal
+    if not (exchange.admitted and principal is not None and exchange.route is not None):
+        return None
+    usage = _billed_usage(exchange)
+    return {
+        "org_id": principal.org_id,
+        "kind": exchange.route.kind,
+        "tokens": usage.total_tokens if usage else 0,
+        "streaming": exchange.admitted_stream,
+    }
+
+
+def _billed_usage(exchange: Exchange) -> TokenUsage | None:
+    usage = exchange.usage if exchange.succeeded else None
+    if exchange.client_gone and usage is None and exchange.delivered_tokens and not exchange.worker_failed:
+        # The worker's report never came: bill the generated text that reached the client.
+        delivered = exchange.delivered_tokens
+        usage = TokenUsage(prompt_tokens=0, completion_tokens=delivered, total_tokens=delivered)
+    return usage
+
+
+def _record(exchange: Exchange, *, hand_off: bool) -> RecordRows:
+    principal = exchange.principal
+    worker = exchange.worker
+    usage = _billed_usage(exchange)
+    # A success, or an answer the client walked away from after the worker produced it.
+    billed = (exchange.succeeded or usage is not None) and principal is not None and exchange.route is not None
+    return record_request(
+        uid=exchange.uid,
+        request_id=exchange.request_id,
+        created_at=timezone.now(),
+        org_id=principal.org_id if principal else None,
+        api_key_id=principal.key_id if principal else None,
+        user_id=principal.user_id if principal else None,
+        route=exchange.route.path if exchange.route else exchange.path,
+        method=exchange.method,
+        model=exchange.model,
+        status=exchange.status or 499,
+        worker_id=worker.id if worker else None,
+        worker_name=worker.name if worker else "",
+        attempts=exchange.attempts,
+        streamed=exchange.streamed,
+        latency_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
+        upstream_latency_ms=_ms(exchange.upstream_started, exchange.upstream_finished),
+        ttfb_ms=_ms(exchange.upstream_started, exchange.first_byte_at),
+        usage=usage,
+        billed_units=exchange.units if billed else None,
+        error=exchange.error,
+        hand_off=hand_off,
     )
 
 

@@ -1,5 +1,7 @@
-"""The gateway's record writer: records leave the request path and are written in batches.
+"""The gateway's in-process record writer: records leave the request path and are written in batches.
 
+Without the durable hand-off (:mod:`apps.requestlog.handoff`; the embedded default, or
+``PENDRA_RECORD_HANDOFF=memory``), and for the records Redis refused when it is on,
 :func:`apps.requestlog.services.record_request` hands each finished gateway request to
 :data:`recorder` (an append to a deque, no I/O). A daemon thread writes whatever has accumulated every
 ``PENDRA_RECORD_FLUSH_SECONDS`` with one transaction. A failed write keeps the batch
@@ -18,8 +20,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from redis.exceptions import RedisError
 
 from apps.keys.authentication import touch_last_used
+from apps.requestlog import handoff
 from apps.requestlog.writer import UNREACHABLE, write_records
 from pendra_console.metrics import RECORD_BACKLOG
 
@@ -132,6 +136,13 @@ recorder = Recorder()
 atexit.register(recorder.flush)
 
 
-def records_backlog() -> int:
-    """Request and usage rows this process has accepted and not yet written (metrics, /readyz)."""
-    return recorder.backlog()
+def records_backlog() -> int | None:
+    """Request and usage rows this process has accepted and not yet written, plus, with the
+    durable hand-off, the stream's entries not yet written by any writer (metrics, /readyz);
+    None when Redis cannot say."""
+    if not handoff.enabled():
+        return recorder.backlog()
+    try:
+        return recorder.backlog() + handoff.backlog()
+    except (RedisError, OSError, TimeoutError):
+        return None

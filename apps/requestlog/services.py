@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
@@ -22,7 +22,7 @@ from apps.requestlog.writer import clean_record, clean_usage, write_records
 
 logger = logging.getLogger("pendra.requestlog")
 
-__all__ = ["TokenUsage", "delete_expired_records", "record_request", "write_records"]
+__all__ = ["RecordRows", "TokenUsage", "delete_expired_records", "record_request", "write_records"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,13 @@ class TokenUsage:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class RecordRows(NamedTuple):
+    """One request's rows as stored: its record and, when billed, its usage row."""
+
+    record: dict[str, Any]
+    usage: dict[str, Any] | None
 
 
 def record_request(
@@ -57,11 +64,15 @@ def record_request(
     error: str = "",
     created_at: datetime | None = None,
     deferred: bool = True,
-) -> None:
+    hand_off: bool = False,
+) -> RecordRows:
     """Record one request; bill it when ``billed_units`` is given (a success, never a failure).
 
-    ``deferred`` hands the rows to the batch writer (the gateway: no I/O on the request
-    path); otherwise they are written now, in this thread (the admin API).
+    ``deferred`` hands the rows to the in-process batch writer (the gateway: no I/O on the
+    request path); otherwise they are written now, in this thread (the admin API). With
+    ``hand_off`` the rows are only returned, for the gateway's durable hand-off to the Redis
+    Stream (:mod:`apps.requestlog.handoff`), which gives them to the batch writer itself
+    should Redis refuse them. Either way the rows are returned, cleaned.
     """
     created_at = created_at or timezone.now()
     record: dict[str, Any] = {
@@ -105,10 +116,11 @@ def record_request(
     # Whatever a client or a worker put in a value, the row is storable (apps/requestlog/cleaning.py).
     record = clean_record(record)
     billed = clean_usage(billed) if billed is not None else None
-    if deferred:
+    if deferred and not hand_off:
         recorder.submit(record, billed)
-    else:
+    elif not deferred:
         write_records([record], [billed] if billed is not None else [])
+    return RecordRows(record, billed)
 
 
 def delete_expired_records(*, batch_size: int = 5000, max_batches: int = 200) -> int:

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from pendra_console.env import env_bool, env_float, env_int, env_list, env_networks
 from pendra_console.settings.base import DEBUG, SECRET_KEY
-from pendra_console.settings.broker import PENDRA_KEY_LIFECYCLE_INTERVAL, PENDRA_RETENTION_INTERVAL
+from pendra_console.settings.broker import PENDRA_KEY_LIFECYCLE_INTERVAL, PENDRA_RETENTION_INTERVAL, REDIS_URL
 
 # Keys: the pepper makes a leaked hash table useless without the server's secret.
 # PENDRA_KEY_PEPPERS lists several, newest first: new keys are hashed with the first, and a
@@ -83,6 +83,18 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # Request records.
 PENDRA_REQUEST_RETENTION_DAYS = env_int("PENDRA_REQUEST_RETENTION_DAYS", 30, minimum=1)
 PENDRA_RECORD_FLUSH_SECONDS = env_float("PENDRA_RECORD_FLUSH_SECONDS", 0.2, minimum=0.01)
+# Where a finished request's record goes first (apps/requestlog/handoff.py): the Redis Stream that
+# outlives the web process and `manage.py record_writer` empties ("redis", the default with
+# REDIS_URL), or this process's memory and its writer thread ("memory").
+PENDRA_RECORD_HANDOFF = os.environ.get("PENDRA_RECORD_HANDOFF", "redis" if REDIS_URL else "memory")
+if PENDRA_RECORD_HANDOFF not in {"redis", "memory"}:
+    raise ImproperlyConfigured(f"PENDRA_RECORD_HANDOFF must be redis or memory, not {PENDRA_RECORD_HANDOFF!r}")
+if PENDRA_RECORD_HANDOFF == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("PENDRA_RECORD_HANDOFF=redis needs REDIS_URL")
+# Seconds a stream entry may stay read and unacknowledged (its writer died) before another writer takes it.
+PENDRA_RECORD_CLAIM_IDLE = env_float("PENDRA_RECORD_CLAIM_IDLE", 30.0, minimum=0.05)
+# Entries one record_writer pass reads and writes in one transaction.
+PENDRA_RECORD_WRITER_BATCH = env_int("PENDRA_RECORD_WRITER_BATCH", 500, minimum=1)
 
 CELERY_BEAT_SCHEDULE.update(
     {

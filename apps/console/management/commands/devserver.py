@@ -65,6 +65,9 @@ class Command(BaseCommand):
 
         processes.append(subprocess.Popen([*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"]))
         processes.append(subprocess.Popen([*celery, "beat", "--loglevel", "INFO"]))
+        if settings.PENDRA_RECORD_HANDOFF == "redis":
+            # With REDIS_URL records wait in the Redis Stream for this writer (apps/requestlog/handoff.py).
+            processes.append(subprocess.Popen([*manage, "record_writer"]))
         processes.append(subprocess.Popen(uvicorn_command(host=host, port=port)))
 
         owner = seeded["users"]["owner"]
