@@ -133,6 +133,13 @@ def test_exactly_one_beat_and_it_is_replaced_not_doubled() -> None:
     assert beat["strategy"]["type"] == "Recreate"
 
 
+def test_record_writers_run_beside_the_web_pods_that_hand_records_to_redis() -> None:
+    [writer] = _pod_spec("Deployment", "pendra-record-writer")["containers"]
+    assert {source.get("secretRef", {}).get("name") for source in writer["envFrom"]} >= {"pendra-secrets"}  # REDIS_URL
+    assert writer["command"] == ["python", "manage.py", "record_writer"]
+    assert _resources()[("Deployment", "pendra-record-writer")]["spec"]["replicas"] >= 1
+
+
 def test_every_pod_runs_as_a_non_root_user() -> None:
     pods = [doc for doc in _resources().values() if doc["kind"] in {"Deployment", "Job"}]
     assert pods
@@ -155,6 +162,13 @@ def test_compose_runs_two_web_nodes_behind_nginx_two_workers_and_one_beat() -> N
     assert {"postgres", "redis", "nginx"} <= services.keys()
     upstreams = services["nginx"]["environment"]["PENDRA_NGINX_UPSTREAMS"]
     assert all(f"server {name}:8000;" in upstreams for name in web)
+
+
+def test_compose_runs_a_record_writer_for_the_records_handed_to_redis() -> None:
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    writers = [name for name, service in services.items() if service.get("command", [])[-1:] == ["record_writer"]]
+    assert writers
+    assert all(services[name]["environment"]["REDIS_URL"] for name in writers)
 
 
 # --- The image -------------------------------------------------------------------
