@@ -17,6 +17,7 @@ worker a ``traceparent`` naming its attempt's span (:mod:`apps.gateway.tracing`)
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -54,12 +55,18 @@ def configure() -> Tracer | None:
     return tracer
 
 
-def shutdown() -> None:
-    """Export what is batched and stop (a process's lifespan end): spans of its last requests are not lost."""
+def shutdown(timeout: float = 2.0) -> None:
+    """Export what is batched and stop (a process's lifespan end), so the last requests' spans are not lost.
+
+    Bounded: with the collector down, the exporter retries for up to its own timeout (10 s), and a
+    stopping process should not wait for that, so the work runs in a daemon thread given ``timeout``.
+    """
     global tracer, _provider
-    if _provider is not None:
-        _provider.shutdown()
-    tracer = _provider = None
+    provider, tracer, _provider = _provider, None, None
+    if provider is not None:
+        stopping = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
+        stopping.start()
+        stopping.join(timeout)
 
 
 def incoming_context(header: Callable[[str], str | None]) -> Context | None:

@@ -21,6 +21,7 @@ import pytest
 from testing.actors import Actor
 from testing.live import ServerProcesses, session_database_url
 from testing.otlp import Collector, ExportedSpan
+from testing.servers import free_port
 
 CHAT = [{"role": "user", "content": "hello there"}]
 # Spans are exported in batches every 100 ms here (OTEL_BSP_SCHEDULE_DELAY); silence for this long means none.
@@ -249,3 +250,21 @@ def test_an_unsampled_request_exports_nothing_and_tells_the_worker_it_is_not_sam
     trace_id, _, sampled = _traceparent(sim, request_id)
     assert len(trace_id) == 32 and not sampled  # the worker's own tracing follows the decision
     assert collector.wait_for(lambda spans: bool(spans), timeout=QUIET_SECONDS) == []
+
+
+def test_a_collector_that_is_down_costs_spans_never_requests(
+    node: Node, owner: Actor, simulator: Any, register_sim: Any
+) -> None:
+    sim = simulator("sim-a")
+    register_sim(sim)
+    url = node(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    client = _client(url, owner)
+
+    statuses = [
+        client.chat.completions.with_raw_response.create(model="sim-chat", messages=CHAT, max_tokens=2).status_code
+        for _ in range(5)
+    ]
+    admin = httpx.get(f"{url}/api/v1/plans/", headers={"Authorization": f"Bearer {owner.key}"}, timeout=30)
+
+    assert statuses == [200] * 5 and admin.status_code == 200
+    assert sim.stats()["requests"]["/v1/chat/completions"] == 5
