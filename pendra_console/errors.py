@@ -215,6 +215,11 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, drf_exceptions.ParseError):
         return Response(error_body(400, f"Malformed JSON: {exc.detail}", path=path), status=400)
 
+    service = unavailable_service(exc)
+    if service is not None:
+        logger.warning("%s unreachable: %s %s answered 503", service, request.method, path)
+        body = error_body(503, outage_detail(service), path=path, code="service_unavailable")
+        return Response(body, status=503, headers={"Retry-After": RETRY_AFTER_OUTAGE})
     response = drf_default_handler(exc, context)
     if response is None:
         # Unexpected: log with the traceback, answer with the apology and nothing else.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -175,6 +176,7 @@ class StoppablePostgres:
         self.workdir = tempfile.mkdtemp(prefix="pendra-outage-pg-")
         self.datadir, self.sockdir = Path(self.workdir, "data"), Path(self.workdir, "sock")
         self.sockdir.mkdir()
+        self.frozen = False
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres")
             shutil.chown(self.sockdir, "postgres")
@@ -210,6 +212,19 @@ class StoppablePostgres:
         """Down at once, as a crash or a failover looks to clients (committed data survives)."""
         self._pg_ctl("-m", "immediate", "-w", "stop")
 
+    def _postmaster_pid(self) -> int:
+        return int(Path(self.datadir, "postmaster.pid").read_text().split()[0])
+
+    def freeze(self) -> None:
+        """Still accepting TCP connections (the kernel does) but answering nothing: a hung server."""
+        os.kill(self._postmaster_pid(), signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        if self.frozen:
+            os.kill(self._postmaster_pid(), signal.SIGCONT)
+            self.frozen = False
+
     def load(self, source_url: str) -> None:
         """Copy the database at ``source_url`` (schema and rows) into this cluster's ``postgres`` database."""
         pg_dump, psql = _find_binary("pg_dump") or "pg_dump", _find_binary("psql") or "psql"
@@ -228,6 +243,7 @@ class StoppablePostgres:
         )
 
     def close(self) -> None:
+        self.thaw()
         subprocess.run(
             _as_postgres_user([_find_binary("pg_ctl") or "pg_ctl", "-D", str(self.datadir), "-m", "immediate", "stop"]),
             capture_output=True,

@@ -34,7 +34,7 @@ from pendra_console import tracing as otel
 from pendra_console.aio import run_db
 from pendra_console.client_address import scope_client_address
 from pendra_console.contract import INVALID_TOKEN
-from pendra_console.errors import not_found_detail
+from pendra_console.errors import RETRY_AFTER_OUTAGE, not_found_detail, outage_detail, unavailable_service
 from pendra_console.request_id import current_request_id
 
 logger = logging.getLogger("pendra.gateway")
@@ -90,12 +90,23 @@ class GatewayApplication:
             exchange.client_gone = True
             exchange.error = exchange.error or "client disconnected before the end of the answer"
             exchange.status = 499
-        except Exception:
-            logger.exception("unhandled error on %s %s", exchange.method, exchange.path)
-            if not exchange.response_started:
-                await exchange.error_response(500)
-            else:
+        except Exception as exc:
+            service = unavailable_service(exc)
+            if service is None:
+                logger.exception("unhandled error on %s %s", exchange.method, exchange.path)
+            else:  # e.g. a key not in this process's memory while PostgreSQL is down
+                logger.warning("%s unreachable: %s %s answered 503", service, exchange.method, exchange.path)
+            if exchange.response_started:
                 exchange.error = "internal error after the response started"
+            elif service is not None:
+                await exchange.error_response(
+                    503,
+                    outage_detail(service),
+                    code="service_unavailable",
+                    headers=[(b"retry-after", RETRY_AFTER_OUTAGE.encode())],
+                )
+            else:
+                await exchange.error_response(500)
         finally:
             await metering.finish(exchange)
             tracing.finish(exchange, trace_token)

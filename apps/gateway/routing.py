@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from apps.workers.selectors import WorkerTarget, model_catalogue, routable_workers
+from pendra_console.errors import unavailable_service
 from pendra_console.ttl_cache import TTLCache
 
 logger = logging.getLogger("pendra.gateway")
@@ -86,10 +87,15 @@ class WorkerPool:
         previous = self._fleet.peek(_FLEET)
         try:
             return _load_snapshot()
-        except Exception:
+        except Exception as exc:
             if previous is None:
                 raise
-            logger.exception("could not refresh the worker list; routing on the previous one")
+            if unavailable_service(exc) is None:
+                logger.exception("could not refresh the worker list; routing on the previous one")
+            else:  # an outage, already reported by everything else that needs the database
+                logger.error(
+                    "could not refresh the worker list (%s); routing on the previous one", exc.__class__.__name__
+                )
             return previous
 
     async def close(self) -> None:

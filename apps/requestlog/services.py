@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.requestlog.models import RequestRecord
 from apps.requestlog.recorder import recorder
-from apps.requestlog.writer import clean_record, clean_usage, write_records
+from apps.requestlog.writer import UNREACHABLE, clean_record, clean_usage, write_records
 
 logger = logging.getLogger("pendra.requestlog")
 
@@ -119,7 +119,12 @@ def record_request(
     if deferred and not hand_off:
         recorder.submit(record, billed)
     elif not deferred:
-        write_records([record], [billed] if billed is not None else [])
+        try:
+            write_records([record], [billed] if billed is not None else [])
+        except UNREACHABLE:
+            # The database is down (the request was likely answered 503 for it): the batch
+            # writer keeps the rows and writes them when it is back, rather than losing them here.
+            recorder.submit(record, billed)
     return RecordRows(record, billed)
 
 

@@ -136,6 +136,12 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     _database["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+if _database["ENGINE"] == "django.db.backends.postgresql":
+    # A database that accepts the TCP connection but never answers (frozen, or a black-holed
+    # address) would otherwise hold each request for minutes; this bounds it, and it answers 503.
+    _database.setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env_int("PENDRA_DB_CONNECT_TIMEOUT", 5, minimum=1)
+    )
 # PostgreSQL connection pool per process (psycopg_pool). Under ASGI every in-flight sync
 # view runs in a thread with a connection of its own, so without a pool (or pgbouncer) a
 # burst opens as many connections as it has requests and meets PostgreSQL's limit.

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from apps.gateway.routing import SNAPSHOT_SECONDS
 from apps.gateway.tests.conftest import Gateway, record_for, usage_for
 from apps.workers.health import health_sweep
 from apps.workers.models import Worker, WorkerState
@@ -92,11 +91,27 @@ def _state(name: str) -> str:
     return Worker.objects.get(name=name).state
 
 
-def _until_the_fleet_view_is_fresh(changed_at: float) -> None:
-    """The gateway's fleet view is never older than SNAPSHOT_SECONDS (ttl_cache's first rule)."""
-    left = changed_at + SNAPSHOT_SECONDS + 0.05 - time.monotonic()
-    if left > 0:
-        time.sleep(left)
+def _hits(sim: Any) -> int:
+    return int(sim.stats()["requests"].get("/v1/chat/completions", 0))
+
+
+def _skips(sim: Any, send: Any) -> bool:
+    """Whether a request went by without ``sim`` seeing it (it may have been tried and failed)."""
+    before = _hits(sim)
+    send()
+    return _hits(sim) == before
+
+
+def _routing_follows(check: Any, timeout: float = 10.0) -> None:
+    """Wait until the gateway routes as the health checks decided.
+
+    Its fleet view is reloaded every half second; a reload that read the table just before
+    the change can still be stored after it, so the change shows within a second or two.
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "routing did not follow the workers' health"
+        time.sleep(0.1)
 
 
 def test_a_flapping_worker_gets_no_request_while_unhealthy_and_gets_them_again_when_back(
@@ -114,8 +129,11 @@ def test_a_flapping_worker_gets_no_request_while_unhealthy_and_gets_them_again_w
             assert [(r.status_code, r.headers["x-worker-name"]) for r in answered] == [(200, "sim-b")] * 3
             _sweeps(settings.PENDRA_HEALTH_FAILURES)
             assert _state("sim-a") == WorkerState.UNHEALTHY
-            _until_the_fleet_view_is_fresh(time.monotonic())
-            hits_before = sim_a.stats()["requests"].get("/v1/chat/completions", 0)
+            # With sim-b failing the request, sim-a would be tried if it were still routable.
+            _routing_follows(
+                lambda: _skips(sim_a, lambda: http.post("/v1/chat/completions", json=CHAT, headers=only_sim_a))
+            )
+            hits_before = _hits(sim_a)
 
             refused = http.post("/v1/chat/completions", json=CHAT, headers=only_sim_a)
             served = [http.post("/v1/chat/completions", json=CHAT) for _ in range(4)]
@@ -126,13 +144,15 @@ def test_a_flapping_worker_gets_no_request_while_unhealthy_and_gets_them_again_w
                 1,
             )
             assert {(r.status_code, r.headers["x-worker-name"]) for r in served} == {(200, "sim-b")}
-            assert sim_a.stats()["requests"].get("/v1/chat/completions", 0) == hits_before
+            assert _hits(sim_a) == hits_before
 
             # Up again: after the recoveries the health rule asks for, sim-a is routed to again.
             sim_a.set_faults()
             _sweeps(settings.PENDRA_HEALTH_RECOVERIES)
             assert _state("sim-a") == WorkerState.HEALTHY
-            _until_the_fleet_view_is_fresh(time.monotonic())
+            _routing_follows(
+                lambda: http.post("/v1/chat/completions", json=CHAT, headers=only_sim_a).status_code == 200
+            )
 
             back = http.post("/v1/chat/completions", json=CHAT, headers=only_sim_a)
 
