@@ -11,6 +11,8 @@ a crash or a failover looks to clients) and starts again.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,11 +21,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from django.conf import settings
 
 from testing.actors import Actor
 from testing.live import ServerProcesses, session_database_url
 from testing.require import require_service
-from testing.servers import StoppablePostgres, _find_binary
+from testing.servers import StoppablePostgres, StoppableRedis, _find_binary
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,8 +46,9 @@ class Node:
             return connection.execute(sql, params).fetchall()
 
 
-@pytest.fixture
+@pytest.fixture(params=["memory", "redis"])
 def node(
+    request: pytest.FixtureRequest,
     transactional_db: None,
     owner: Actor,
     admin: Actor,
@@ -56,10 +60,16 @@ def node(
     for name in ("sim-a", "sim-b"):
         register_sim(simulator(name))
     postgres = StoppablePostgres().start()
+    # The hand-off of records: the web process's own writer, or (production's default with
+    # Redis) a Redis Stream of this test's own and a record_writer process.
+    redis = StoppableRedis().start() if request.param == "redis" else None
+    writer = None
     try:
         postgres.load(session_database_url())
         env = {
             **os.environ,
+            **({"REDIS_URL": redis.url} if redis else {}),
+            "PENDRA_RECORD_HANDOFF": request.param,
             "DATABASE_URL": postgres.url,
             "PENDRA_LOG_LEVEL": "WARNING",
             # The owner's key is warm for the whole outage; the admin's key is never seen before it.
@@ -67,10 +77,23 @@ def node(
             "PENDRA_PLAN_CACHE_SECONDS": "60",
             "PENDRA_DB_CONNECT_TIMEOUT": "1",
         }
+        if redis:
+            writer = subprocess.Popen(
+                [sys.executable, "manage.py", "record_writer"],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         servers = ServerProcesses(env)
         with servers as (url,):
             yield Node(url=url, postgres=postgres, servers=servers)
     finally:
+        if writer is not None:
+            writer.terminate()
+            writer.wait(timeout=30)
+        if redis:
+            redis.close()
         postgres.close()
 
 
@@ -165,6 +188,7 @@ def test_postgres_stopped_is_a_503_everywhere_loses_no_record_and_recovers_witho
     assert "Internal Server Error" not in log and "nhandled error" not in log, log[:3000]
 
 
+@pytest.mark.parametrize("node", ["memory"], indirect=True)  # nothing here depends on the hand-off
 def test_a_postgres_that_hangs_is_a_503_within_the_connect_timeout_not_a_hang(node: Node, member: Actor) -> None:
     with httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {member.key}"}, timeout=30) as http:
         node.postgres.freeze()
