@@ -25,6 +25,7 @@ from django.utils import timezone
 from apps.plans import limit_decision
 from apps.plans.models import Subscription
 from apps.plans.tests.factories import plan_factory
+from apps.requestlog.models import RequestRecord, UsageRecord
 from testing.actors import Actor
 from testing.live import ServerProcesses, session_database_url
 from testing.servers import StoppableRedis
@@ -56,6 +57,9 @@ def node(
         **os.environ,
         "DATABASE_URL": session_database_url(),
         "REDIS_URL": redis.url,
+        # As production runs with Redis: records handed to the Redis Stream (to the process's
+        # own writer while Redis is down).
+        "PENDRA_RECORD_HANDOFF": "redis",
         "PENDRA_LOG_LEVEL": "WARNING",
     }
     servers = ServerProcesses(env)
@@ -143,6 +147,7 @@ def test_redis_stopped_under_load_fails_open_for_inference_closed_for_sign_in_an
         plans = http.get("/api/v1/plans/")
         with http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as stream:
             streamed = b"".join(stream.iter_raw())
+        answered = [response.headers["x-request-id"] for response in (chat, plans, stream)]
         # An operator's new worker is registered; its first probe waits for the next sweep.
         registered = httpx.post(
             f"{node.url}/api/v1/workers/",
@@ -185,6 +190,9 @@ def test_redis_stopped_under_load_fails_open_for_inference_closed_for_sign_in_an
     assert not load.errors
     assert load.statuses[("stream", 200)] + load.statuses[("chat", 200)] > 0
     assert {status for _, status in load.statuses} <= {200, 429}, load.statuses
+    # What was answered while Redis was down reached the database all the same.
+    assert _wait_for(lambda: RequestRecord.objects.filter(request_id__in=answered).count() == 3, timeout=10)
+    assert UsageRecord.objects.filter(request_id__in=[answered[0], answered[2]]).count() == 2
     log = node.servers.log(0)
     assert log.count("Rate-limit cache unreachable") == 1, log[-3000:]
     assert "Rate-limit cache reachable again" in log
