@@ -126,6 +126,7 @@ def main() -> None:
         from apps.orgs.models import Organisation
         from apps.plans import limits, limits_async
         from apps.plans.catalogue import CATALOGUE
+        from apps.plans.limit_decision import Admission, TokenBound
         from apps.plans.models import Plan, Subscription
         from pendra_console.aio import run_db
 
@@ -136,32 +137,31 @@ def main() -> None:
         Subscription.objects.create(org=org, plan=plan, since=org.created_at)
         org_id = org.pk
 
-        admit_chat = functools.partial(limits.admit, org_id=org_id, kind="chat", streaming=False)
-        settle_chat = functools.partial(limits.settle, org_id=org_id, kind="chat", tokens=6, streaming=False)
-        admit_stream = functools.partial(limits.admit, org_id=org_id, kind="chat", streaming=True)
-        settle_stream = functools.partial(limits.settle, org_id=org_id, kind="chat", tokens=6, streaming=True)
+        bound = TokenBound(prompt=6, output=16)  # what a short chat request reserves
+        admit_chat = functools.partial(limits.admit, org_id=org_id, kind="chat", streaming=False, bound=bound)
+        admit_stream = functools.partial(limits.admit, org_id=org_id, kind="chat", streaming=True, bound=bound)
         raw = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        settled = Admission(allowed=True, bucket="chat", detail="", retry_after=0, reserved=22)
+        settle_chat = functools.partial(limits.settle, org_id=org_id, kind="chat", tokens=6, admission=settled)
 
         def admit_and_settle() -> None:
-            admit_chat()
-            settle_chat()
+            limits.settle(org_id=org_id, kind="chat", tokens=6, admission=admit_chat())
 
         def admit_and_settle_stream() -> None:
-            admit_stream()
-            settle_stream()
+            limits.settle(org_id=org_id, kind="chat", tokens=6, admission=admit_stream())
 
         async def hop_admit() -> None:
             await run_db(admit_chat)
 
         async def gateway_admit() -> None:
-            await limits_async.admit(org_id=org_id, kind="chat", streaming=False)
+            await limits_async.admit(org_id=org_id, kind="chat", streaming=False, bound=bound)
 
         async def gateway_settle() -> None:
-            await limits_async.settle(org_id=org_id, kind="chat", tokens=6, streaming=False)
+            await limits_async.settle(org_id=org_id, kind="chat", tokens=6, admission=settled)
 
         async def gateway_admit_stream() -> None:
-            await limits_async.admit(org_id=org_id, kind="chat", streaming=True)
-            await limits_async.settle(org_id=org_id, kind="chat", tokens=6, streaming=True)
+            admission = await limits_async.admit(org_id=org_id, kind="chat", streaming=True, bound=bound)
+            await limits_async.settle(org_id=org_id, kind="chat", tokens=6, admission=admission)
 
         async def hop_empty() -> None:
             await run_db(lambda: None)

@@ -168,7 +168,7 @@ class GatewayApplication:
             if await metering.count_refused(exchange, org_id=org_id, route=route):
                 await exchange.invalid(refusal)
             return
-        if await metering.admit(exchange, org_id=org_id, route=route, streaming=valid.stream):
+        if await metering.admit(exchange, org_id=org_id, route=route, valid=valid):
             await self.proxy.forward(exchange, route, valid, body, fleet, principal)
 
     async def authenticate(self, exchange: Exchange) -> KeyPrincipal | None:

@@ -7,12 +7,14 @@ every ``/v1`` response carries.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from apps.gateway.validation import InvalidRequest
+from apps.plans.limit_decision import Admission
 from apps.requestlog.services import TokenUsage
 from pendra_console.errors import default_detail, error_body
 from pendra_console.request_id import accept_or_mint
@@ -30,8 +32,7 @@ class BodyTooLarge(Exception):
 
 class Exchange:
     __slots__ = (
-        "admitted",
-        "admitted_stream",
+        "admission",
         "attempts",
         "client_gone",
         "concluded",
@@ -40,6 +41,7 @@ class Exchange:
         "extra_headers",
         "first_byte_at",
         "headers",
+        "lease_keeper",
         "method",
         "model",
         "on_end",
@@ -93,8 +95,10 @@ class Exchange:
         self.units = 0
         self.error = ""
         self.succeeded = False
-        self.admitted = False
-        self.admitted_stream = False
+        # The limits' Admission once admitted (settled after the response), and the task
+        # renewing a stream's lease while it runs.
+        self.admission: Admission | None = None
+        self.lease_keeper: asyncio.Task[None] | None = None
         # Set when the client left before the end of the answer (recorded as 499, billed).
         self.client_gone = False
         self.delivered_tokens = 0  # content events that reached the client: the bill if the worker's usage never comes

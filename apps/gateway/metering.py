@@ -1,15 +1,18 @@
 """Metering one ``/v1`` request: the plan's limits before it, its records and settling after.
 
-:func:`admit` asks :mod:`apps.plans.limits_async` whether the org may send this request
-(the ``x-ratelimit-*`` headers go on the response either way; a refusal is the 429).
+:func:`admit` asks :mod:`apps.plans.limits_async` whether the org may send this request,
+reserving its most tokens (the ``x-ratelimit-*`` headers go on the response either way; a
+refusal is the 429, or a 400 for a request that can never fit the plan's minute) and, for
+a stream, taking a lease on a stream slot that a task renews while the stream runs.
 :func:`conclude` runs just before the response's last bytes: it hands the request's record
 (and, for a success, its usage) from :func:`apps.requestlog.services.record_request` to
-the Redis Stream, in the same pipeline as the settle of the limits (tokens used, stream
-slot freed), or, without the durable hand-off, to the in-process writer with the settle
-after the response. :func:`finish` runs when the response is over, whatever happened:
-it concludes a response that had no last bytes (a client that left mid-answer is a 499
-billed for the worker's usage or, failing that, the text delivered), counts the
-request's Prometheus metrics (:mod:`apps.gateway.metrics`) and writes the access log line.
+the Redis Stream, in the same pipeline as the settle of the limits (the reservation
+replaced by the tokens used, the stream's lease given back), or, without the durable
+hand-off, to the in-process writer with the settle after the response. :func:`finish`
+runs when the response is over, whatever happened: it concludes a response that had no
+last bytes (a client that left mid-answer is a 499 billed for the worker's usage or,
+failing that, the text delivered), counts the request's Prometheus metrics
+(:mod:`apps.gateway.metrics`) and writes the access log line.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from redis.exceptions import RedisError
 from apps.gateway import metrics
 from apps.gateway.exchange import Exchange
 from apps.gateway.routes import Route
+from apps.gateway.validation import InvalidRequest, ValidRequest
 from apps.plans import limits_async
 from apps.requestlog import handoff
 from apps.requestlog.recorder import recorder
@@ -35,15 +39,22 @@ from pendra_console.request_id import log_access
 logger = logging.getLogger("pendra.gateway")
 
 
-async def admit(exchange: Exchange, *, org_id: int, route: Route, streaming: bool) -> bool:
-    """Count the request against the org's plan; False once the 429 has been sent."""
-    admission = await limits_async.admit(org_id=org_id, kind=route.kind, streaming=streaming)
+async def admit(exchange: Exchange, *, org_id: int, route: Route, valid: ValidRequest) -> bool:
+    """Count the request against the org's plan; False once the 429 (or 400) has been sent."""
+    admission = await limits_async.admit(org_id=org_id, kind=route.kind, streaming=valid.stream, bound=valid.bound)
+    if admission.status == 400:
+        # It can never fit the plan's minute: waiting would not help. Counted like any bad body.
+        if await count_refused(exchange, org_id=org_id, route=route):
+            await exchange.invalid(InvalidRequest(admission.detail, admission.param))
+        return False
     exchange.extra_headers.extend((name.encode(), value.encode()) for name, value in admission.headers.items())
     if not admission.allowed:
         await exchange.error_response(429, admission.detail, code="rate_limit_exceeded")
         return False
-    exchange.admitted = True
-    exchange.admitted_stream = streaming
+    exchange.admission = admission
+    if admission.lease:
+        # A stream's slot is a lease: renewed while the request runs, given back when it is settled.
+        exchange.lease_keeper = asyncio.ensure_future(limits_async.keep_lease(org_id=org_id, lease=admission.lease))
     return True
 
 
@@ -75,6 +86,8 @@ async def conclude(exchange: Exchange) -> None:
 
 async def _conclude(exchange: Exchange) -> None:
     exchange.concluded = True
+    if exchange.lease_keeper is not None:
+        exchange.lease_keeper.cancel()  # the settle gives the stream's lease back
     if handoff.enabled():
         await _hand_off(_record(exchange, hand_off=True), _settle_arguments(exchange))
     else:
@@ -90,7 +103,7 @@ async def finish(exchange: Exchange) -> None:
         await _conclude(exchange)
     settle = None if handoff.enabled() else _settle_arguments(exchange)
     if settle is not None:
-        # Counting tokens and freeing the stream slot happen after the response, off its path.
+        # The reservation becomes the tokens used and the stream's lease goes, off the response's path.
         limits_async.spawn_settle(**settle)
     status = exchange.status or 499
     principal = exchange.principal
@@ -144,14 +157,14 @@ def _handoff_failed(rows: RecordRows, exc: BaseException) -> None:
 
 def _settle_arguments(exchange: Exchange) -> dict[str, Any] | None:
     principal = exchange.principal
-    if not (exchange.admitted and principal is not None and exchange.route is not None):
+    if exchange.admission is None or principal is None or exchange.route is None:
         return None
     usage = _billed_usage(exchange)
     return {
         "org_id": principal.org_id,
         "kind": exchange.route.kind,
         "tokens": usage.total_tokens if usage else 0,
-        "streaming": exchange.admitted_stream,
+        "admission": exchange.admission,
     }
 
 

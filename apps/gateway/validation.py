@@ -16,6 +16,7 @@ from django.conf import settings
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
+from apps.plans.limit_decision import NO_TOKENS, TokenBound
 from pendra_console import jsonbody
 
 MAX_TOKENS_LIMIT = 131_072
@@ -42,6 +43,23 @@ class ValidRequest:
     units: int = 0
     # The body to send upstream when the gateway had to change it (stream usage).
     upstream_body: bytes | None = None
+    # Its most tokens, reserved against the plan's tokens per minute at admission.
+    bound: TokenBound = NO_TOKENS
+
+
+def _estimate_tokens(chars: int) -> int:
+    """Tokens in ``chars`` characters of text, roughly (about four per token in English); settled later."""
+    return (chars + 3) // 4
+
+
+def _content_chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):  # parts: only text parts are counted
+        return sum(
+            len(part["text"]) for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return 0
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -121,9 +139,18 @@ def chat(body: bytes, content_type: str) -> ValidRequest:
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise InvalidRequest(f'"messages[{index}].content" must be a string or an array.', "messages")
-    _int_field(data, "max_tokens", 1, MAX_TOKENS_LIMIT)
-    _int_field(data, "max_completion_tokens", 1, MAX_TOKENS_LIMIT)
-    _int_field(data, "n", 1, MAX_CHOICES)
+    max_tokens = _int_field(data, "max_tokens", 1, MAX_TOKENS_LIMIT)
+    max_completion_tokens = _int_field(data, "max_completion_tokens", 1, MAX_TOKENS_LIMIT)
+    choices = _int_field(data, "n", 1, MAX_CHOICES) or 1
+    most = max_completion_tokens or max_tokens
+    # A few tokens per message for its role and separators, as OpenAI's counting guide has it.
+    prompt = _estimate_tokens(sum(_content_chars(message.get("content")) for message in messages)) + 4 * len(messages)
+    bound = TokenBound(
+        prompt=prompt,
+        output=most * choices if most else None,
+        choices=choices,
+        param=("max_completion_tokens" if max_completion_tokens else "max_tokens") if most else "messages",
+    )
     _number_field(data, "temperature", 0, 2)
     _number_field(data, "top_p", 0, 1)
     _number_field(data, "presence_penalty", -2, 2)
@@ -143,7 +170,9 @@ def chat(body: bytes, content_type: str) -> ValidRequest:
         # removes the extra usage chunk before the client sees the stream.
         data["stream_options"] = {**(stream_options or {}), "include_usage": True}
         upstream_body = json.dumps(data).encode()
-    return ValidRequest(model=model, stream=stream, include_usage=include_usage, upstream_body=upstream_body)
+    return ValidRequest(
+        model=model, stream=stream, include_usage=include_usage, upstream_body=upstream_body, bound=bound
+    )
 
 
 def embeddings(body: bytes, content_type: str) -> ValidRequest:
@@ -170,7 +199,13 @@ def embeddings(body: bytes, content_type: str) -> ValidRequest:
         raise InvalidRequest('"input" must be a string or an array.', "input")
     _choice_field(data, "encoding_format", {"float", "base64"})
     _int_field(data, "dimensions", 1, 65_536)
-    return ValidRequest(model=model)
+    items = value if isinstance(value, list) else [value]
+    # A string is estimated from its length; token ids count one each.
+    prompt = sum(
+        _estimate_tokens(len(item)) if isinstance(item, str) else len(item) if isinstance(item, list) else 1
+        for item in items
+    )
+    return ValidRequest(model=model, bound=TokenBound(prompt=prompt, output=0, param="input"))
 
 
 def images(body: bytes, content_type: str) -> ValidRequest:

@@ -10,18 +10,28 @@ is :func:`decide`'s.
 Buckets, each per organisation (never per IP or client header, so a spoofed
 ``X-Forwarded-For`` changes nothing), checked in this order:
 
-1. tokens per minute ``chat_tokens``, ``embeddings_tokens``: refused while the minute's
-   tokens are already at or over the limit (the request is then not counted);
+1. tokens per minute ``chat_tokens``, ``embeddings_tokens``: as OpenAI counts them, a
+   request *reserves* its upper bound at admission (:class:`TokenBound`: the prompt's
+   estimate plus ``max_tokens`` x ``n``, ``PENDRA_DEFAULT_MAX_TOKENS`` x ``n`` when it
+   names none) and settling replaces the reservation with the tokens the worker reported
+   (:func:`settle_delta`). It is refused while the minute cannot hold its reservation (the
+   request is then neither counted nor reserved), so requests in flight cannot overspend
+   the minute together; one whose bound exceeds the whole minute is refused before any
+   counting with a 400 naming the bucket (:func:`never_fits`: waiting would never help);
 2. requests per minute ``chat``, ``embeddings``, ``images``, ``audio``, ``api``: counted,
    refused past the limit;
-3. ``streams``: streams open at once, taken on admit, given back on settle; the counter
-   expires :data:`STREAM_SLOT_TTL` seconds after it was created, so slots leaked by a
-   crashed process come back.
+3. ``streams``: streams open at once. Each stream holds a *lease* that lasts
+   ``PENDRA_STREAM_LEASE_SECONDS``, renewed while the stream runs and given back on
+   settle: a long stream keeps its slot however long it lasts, a slot whose process died
+   comes back within one lease, and ending a stream can only free its own slot (a shared
+   counter with an expiry did neither). With Redis the leases are a sorted set of lease
+   ids scored by expiry (:func:`leases_key`); with another cache, ``concurrent_streams``
+   slot keys taken with the cache's atomic ``add`` (:func:`slot_key`).
 
 Windows are fixed minutes, offset per subject by a hash of its key (so every org's
 minute does not roll over at once), the same arithmetic django-ratelimit uses; the
 counter keys are this module's own (:func:`request_key`, :func:`tokens_key`,
-:func:`streams_key`) and include the limit for requests, so a plan change starts
+:func:`leases_key`) and include the limit for requests, so a plan change starts
 counting against the new limit at once.
 
 If the cache is unreachable the buckets fail open (an outage of Redis must not take
@@ -33,17 +43,19 @@ from __future__ import annotations
 
 import enum
 import logging
+import secrets
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field
+
+from django.conf import settings
 
 from apps.plans.selectors import PlanLimits
 
 logger = logging.getLogger("pendra.limits")
 
 WINDOW_SECONDS = 60
-STREAM_SLOT_TTL = 15 * 60
 # Counters are kept this long after their minute ends, so a late settle still finds its counter.
 COUNTER_FUDGE_SECONDS = 5
 
@@ -89,8 +101,22 @@ def tokens_key(kind: str, subject: str, end: int) -> str | None:
     return None if bucket is None else f"plans:{bucket[0]}:{subject}:{end}"
 
 
-def streams_key(org_id: int) -> str:
-    return f"plans:streams:org:{org_id}"
+def leases_key(org_id: int) -> str:
+    """Redis: the sorted set of the org's stream leases, scored by when each lapses."""
+    return f"plans:stream-leases:org:{org_id}"
+
+
+def slot_key(org_id: int, slot: int) -> str:
+    """Other caches: one of the org's ``concurrent_streams`` slots, holding its lease's id."""
+    return f"plans:stream-slot:org:{org_id}:{slot}"
+
+
+def lease_seconds() -> float:
+    return float(settings.PENDRA_STREAM_LEASE_SECONDS)
+
+
+def new_lease_id() -> str:
+    return secrets.token_hex(8)
 
 
 def request_limit(plan: PlanLimits, kind: str) -> int:
@@ -100,6 +126,57 @@ def request_limit(plan: PlanLimits, kind: str) -> int:
 def token_limit(plan: PlanLimits, kind: str) -> int | None:
     bucket = TOKEN_BUCKETS.get(kind)
     return None if bucket is None else int(getattr(plan, bucket[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBound:
+    """A request's most tokens: the prompt's estimate, and what it may generate (None: it did not say)."""
+
+    prompt: int = 0
+    output: int | None = 0
+    choices: int = 1
+    param: str | None = None  # the request field to name when the bound can never fit
+
+    def reservation(self, limit: int) -> int:
+        if self.output is not None:
+            return self.prompt + self.output
+        # No max_tokens: the documented default, but never more than the minute has room for,
+        # so leaving max_tokens out is not by itself a request that can never fit.
+        default = settings.PENDRA_DEFAULT_MAX_TOKENS * self.choices
+        return self.prompt + min(default, max(0, limit - self.prompt))
+
+
+NO_TOKENS = TokenBound()
+
+
+def reservation(plan: PlanLimits, kind: str, bound: TokenBound) -> int:
+    """The tokens ``kind``'s request reserves at admission (0 for a kind without a tokens bucket)."""
+    limit = token_limit(plan, kind)
+    return 0 if limit is None else bound.reservation(limit)
+
+
+def never_fits(plan: PlanLimits, kind: str, bound: TokenBound) -> Admission | None:
+    """The 400 for a request whose bound exceeds a whole minute of its tokens bucket, else None."""
+    limit = token_limit(plan, kind)
+    reserve = reservation(plan, kind, bound)
+    if limit is None or reserve <= limit:
+        return None
+    bucket = TOKEN_BUCKETS[kind][0]
+    detail = (
+        f"This request may use up to {reserve} tokens (a prompt of about {bound.prompt} and up to "
+        f'{reserve - bound.prompt} generated), more than bucket "{bucket}" allows in a minute '
+        f"({limit} tokens/minute on plan {plan.name}); lower max_tokens or n, or shorten the input."
+    )
+    return Admission(allowed=False, bucket=bucket, detail=detail, retry_after=0, status=400, param=bound.param)
+
+
+def settle_delta(*, admission: Admission, tokens: int, end: int) -> int:
+    """What settling adds to the tokens counter of the minute ending at ``end``.
+
+    The reservation was counted in the admission's minute: corrected there while it lasts;
+    a request that outlived its minute counts what it used in the current one.
+    """
+    return tokens - admission.reserved if admission.window_end == end else tokens
 
 
 class Verdict(enum.IntEnum):
@@ -117,8 +194,11 @@ class Counted:
 
     verdict: Verdict
     requests: int  # requests counted this minute, this one included (0 when not counted)
-    tokens: int  # tokens used this minute before this request
+    tokens: int  # tokens used this minute: before this request, with its reservation once admitted
     requests_reset: int | None = None  # seconds left in the request window, when the back end knows better
+    reserved: int = 0  # tokens this request reserved (admitted only)
+    window_end: int = 0  # the minute the back end counted in
+    lease: str = ""  # the stream's lease (admitted streams only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +208,11 @@ class Admission:
     detail: str
     retry_after: int  # seconds, >= 1 when refused
     headers: dict[str, str] = field(default_factory=dict)
+    status: int = 429  # a refusal's status: 400 for a request that can never fit its bucket
+    param: str | None = None  # the request field a 400 is about
+    reserved: int = 0  # tokens reserved at admission, replaced by the reported usage on settle
+    window_end: int = 0  # the minute the reservation was counted in
+    lease: str = ""  # the stream's lease: renewed while it runs, given back on settle
 
 
 def allowed_unchecked(kind: str) -> Admission:
@@ -137,7 +222,7 @@ def allowed_unchecked(kind: str) -> Admission:
 
 def decide(*, plan: PlanLimits, kind: str, subject: str, counted: Counted) -> Admission:
     """The admission, its 429 detail and its headers, from what the back end counted."""
-    end = window_end(subject)
+    end = counted.window_end or window_end(subject)
     reset = seconds_left(end)
     headers: dict[str, str] = {}
     if counted.verdict != Verdict.TOKENS_USED_UP:
@@ -162,7 +247,16 @@ def decide(*, plan: PlanLimits, kind: str, subject: str, counted: Counted) -> Ad
         return _refusal(kind, f"{request_limit(plan, kind)} requests/minute", plan, request_reset, headers)
     if counted.verdict == Verdict.TOO_MANY_STREAMS:
         return _refusal(STREAMS_BUCKET, f"{plan.concurrent_streams} concurrent streams", plan, 1, headers)
-    return Admission(allowed=True, bucket=kind, detail="", retry_after=0, headers=headers)
+    return Admission(
+        allowed=True,
+        bucket=kind,
+        detail="",
+        retry_after=0,
+        headers=headers,
+        reserved=counted.reserved,
+        window_end=end,
+        lease=counted.lease,
+    )
 
 
 def _refusal(bucket: str, limit_text: str, plan: PlanLimits, retry_after: int, headers: dict[str, str]) -> Admission:

@@ -1,8 +1,11 @@
 """The synchronous counter back end: Django's cache API, and django-ratelimit for the admin API.
 
-:func:`admit` and :func:`settle` count a ``/v1`` request's buckets with Django's cache
-(``add``/``incr``/``get``), under :mod:`apps.plans.limit_decision`'s keys and windows,
-and hand the counts to its :func:`~apps.plans.limit_decision.decide`. The gateway uses
+:func:`admit`, :func:`renew` and :func:`settle` count a ``/v1`` request's buckets with
+Django's cache (``add``/``incr``/``get``), under :mod:`apps.plans.limit_decision`'s keys
+and windows, and hand the counts to its :func:`~apps.plans.limit_decision.decide`.
+Stream leases are the sorted set that :mod:`apps.plans.limits_async` uses when the cache
+is Redis (:class:`pendra_console.cache.RedisCache`), and slot keys taken with ``add``
+in any other cache. The gateway uses
 them only without Redis (the embedded default, through ``run_db``); with Redis it uses
 :mod:`apps.plans.limits_async`, which counts the same keys in one round trip, so either
 path sees the other's counts.
@@ -20,8 +23,10 @@ every process and machine shares them and a limit does not multiply with replica
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache import cache
 from django_ratelimit.core import get_usage
@@ -31,21 +36,28 @@ from redis.exceptions import RedisError
 from apps.plans.limit_decision import (
     COUNTER_FUDGE_SECONDS,
     INFERENCE_KINDS,
+    NO_TOKENS,
     REQUEST_BUCKETS,
-    STREAM_SLOT_TTL,
     STREAMS_BUCKET,
     TOKEN_BUCKETS,
     WINDOW_SECONDS,
     Admission,
     Counted,
+    TokenBound,
     Verdict,
     allowed_unchecked,
     decide,
+    lease_seconds,
+    leases_key,
+    never_fits,
+    new_lease_id,
     org_subject,
     outage,
     request_key,
     request_limit,
-    streams_key,
+    reservation,
+    settle_delta,
+    slot_key,
     token_limit,
     tokens_key,
     window_end,
@@ -97,18 +109,81 @@ def _incr_from_zero(key: str, ttl: int) -> int:
         return 1
 
 
-def _close_stream(org_id: int) -> None:
-    key = streams_key(org_id)
+def _add_tokens(key: str, delta: int, ttl: int) -> None:
+    """Add ``delta`` (negative when a reservation is settled lower) to a tokens counter, never below 0."""
+    if delta == 0:
+        return
+    if not cache.add(key, max(0, delta), ttl):
+        try:
+            if cache.incr(key, delta) < 0:
+                cache.set(key, 0, ttl)
+        except ValueError:
+            cache.add(key, max(0, delta), ttl)  # it expired between our add and incr
+
+
+# --- Stream leases ---------------------------------------------------------------
+
+
+def _lease_ttl() -> int:
+    return max(1, math.ceil(lease_seconds()))
+
+
+def _sorted_set() -> Any:
+    """The cache's lease methods when it keeps sorted sets (Redis), else None (slot keys)."""
+    return cache if hasattr(cache, "lease_take") else None
+
+
+def _take_lease(org_id: int, limit: int) -> str:
+    """A lease on one of the org's ``limit`` stream slots, or "" when all are held."""
+    lease_id = new_lease_id()
+    if (leases := _sorted_set()) is not None:
+        taken = leases.lease_take(
+            leases_key(org_id), lease_id=lease_id, now=time.time(), seconds=lease_seconds(), limit=limit
+        )
+        return lease_id if taken else ""
+    for slot in range(limit):
+        if cache.add(slot_key(org_id, slot), lease_id, _lease_ttl()):  # atomic in every cache
+            return f"{slot}.{lease_id}"
+    return ""
+
+
+def _slot_of(org_id: int, lease: str) -> tuple[str, str]:
+    slot, _, lease_id = lease.partition(".")
+    return slot_key(org_id, int(slot)), lease_id
+
+
+def renew(*, org_id: int, lease: str) -> None:
+    """Keep a running stream's slot for another lease from now (only if it still holds it)."""
     try:
-        remaining = int(cache.decr(key))
-    except ValueError:
-        return  # the counter expired (its safety TTL): nothing left to release
-    if remaining < 0:
-        # Released after the counter expired and was re-created: never let it go negative.
-        cache.incr(key, -remaining)
+        if (leases := _sorted_set()) is not None:
+            leases.lease_renew(leases_key(org_id), lease_id=lease, now=time.time(), seconds=lease_seconds())
+            return
+        key, lease_id = _slot_of(org_id, lease)
+        if cache.get(key) == lease_id:
+            cache.touch(key, _lease_ttl())
+    except _CACHE_ERRORS as exc:
+        outage.failed(exc)
 
 
-def _count(*, org_id: int, kind: str, streaming: bool, plan: PlanLimits) -> Counted:
+def _release_lease(org_id: int, lease: str) -> None:
+    if (leases := _sorted_set()) is not None:
+        leases.lease_release(leases_key(org_id), lease_id=lease)
+        return
+    key, lease_id = _slot_of(org_id, lease)
+    if cache.get(key) == lease_id:  # a lease that lapsed may be someone else's slot now
+        cache.delete(key)
+
+
+def _open_streams(org_id: int, plan: PlanLimits) -> int:
+    if (leases := _sorted_set()) is not None:
+        return int(leases.lease_count(leases_key(org_id), now=time.time()))
+    return len(cache.get_many([slot_key(org_id, slot) for slot in range(plan.concurrent_streams)]))
+
+
+# --- Admission and settling ---------------------------------------------------------
+
+
+def _count(*, org_id: int, kind: str, streaming: bool, plan: PlanLimits, reserve: int) -> Counted:
     """The buckets in :mod:`apps.plans.limit_decision`'s order, one cache call at a time."""
     subject = org_subject(org_id)
     end = window_end(subject)
@@ -117,29 +192,47 @@ def _count(*, org_id: int, kind: str, streaming: bool, plan: PlanLimits) -> Coun
     tokens = token_limit(plan, kind)
     if token_counter is not None and tokens is not None:
         used = int(cache.get(token_counter, 0))
-        if used >= tokens:
-            return Counted(Verdict.TOKENS_USED_UP, requests=0, tokens=used)
+        if used >= tokens or used + reserve > tokens:
+            return Counted(Verdict.TOKENS_USED_UP, requests=0, tokens=used, window_end=end)
     limit = request_limit(plan, kind)
     count = _incr_from_zero(request_key(kind, subject, limit, end), WINDOW_SECONDS + COUNTER_FUDGE_SECONDS)
     if count > limit:
-        return Counted(Verdict.REQUESTS_USED_UP, requests=count, tokens=used)
-    if streaming and _incr_from_zero(streams_key(org_id), STREAM_SLOT_TTL) > plan.concurrent_streams:
-        _close_stream(org_id)
-        return Counted(Verdict.TOO_MANY_STREAMS, requests=count, tokens=used)
-    return Counted(Verdict.ALLOWED, requests=count, tokens=used)
+        return Counted(Verdict.REQUESTS_USED_UP, requests=count, tokens=used, window_end=end)
+    lease = ""
+    if streaming:
+        lease = _take_lease(org_id, plan.concurrent_streams)
+        if not lease:
+            return Counted(Verdict.TOO_MANY_STREAMS, requests=count, tokens=used, window_end=end)
+    if token_counter is not None and reserve > 0:
+        _add_tokens(token_counter, reserve, end - int(time.time()) + COUNTER_FUDGE_SECONDS)
+        used += reserve
+    return Counted(
+        Verdict.ALLOWED,
+        requests=count,
+        tokens=used,
+        reserved=reserve if token_counter else 0,
+        window_end=end,
+        lease=lease,
+    )
 
 
-def admit(*, org_id: int, kind: str, streaming: bool) -> Admission:
+def admit(*, org_id: int, kind: str, streaming: bool, bound: TokenBound = NO_TOKENS) -> Admission:
     """Count one inference request of ``kind`` for the org; refuse it if a bucket is used up.
 
-    Refusals raise nothing: the caller answers ``allowed=False`` with a 429 carrying
-    ``detail`` and ``headers``. Call :func:`settle` after every admitted request.
+    ``bound`` is the request's most tokens, reserved in its tokens bucket. Refusals raise
+    nothing: the caller answers ``allowed=False`` with ``status`` (429, or 400 for a
+    request that can never fit) carrying ``detail`` and ``headers``. Call :func:`settle`
+    with the admission after every admitted request, and :func:`renew` while a stream runs.
     """
     if kind not in INFERENCE_KINDS:
         raise ValueError(f"unknown request kind {kind!r}; expected one of {', '.join(INFERENCE_KINDS)}")
     plan = plan_for_org(org_id)
+    if (refusal := never_fits(plan, kind, bound)) is not None:
+        return refusal
     try:
-        counted = _count(org_id=org_id, kind=kind, streaming=streaming, plan=plan)
+        counted = _count(
+            org_id=org_id, kind=kind, streaming=streaming, plan=plan, reserve=reservation(plan, kind, bound)
+        )
     except _CACHE_ERRORS as exc:
         outage.failed(exc)
         return allowed_unchecked(kind)
@@ -147,21 +240,20 @@ def admit(*, org_id: int, kind: str, streaming: bool) -> Admission:
     return decide(plan=plan, kind=kind, subject=org_subject(org_id), counted=counted)
 
 
-def settle(*, org_id: int, kind: str, tokens: int, streaming: bool) -> None:
-    """After an admitted request: add the worker's reported tokens, release the stream slot."""
+def settle(*, org_id: int, kind: str, tokens: int, admission: Admission) -> None:
+    """After an admitted request: its reservation becomes the worker's reported tokens, its lease goes."""
     try:
-        if streaming:
-            _close_stream(org_id)
+        if admission.lease:
+            _release_lease(org_id, admission.lease)
         subject = org_subject(org_id)
         end = window_end(subject)
         key = tokens_key(kind, subject, end)
-        if key is not None and tokens > 0:
-            ttl = end - int(time.time()) + COUNTER_FUDGE_SECONDS
-            if not cache.add(key, tokens, ttl):
-                try:
-                    cache.incr(key, tokens)
-                except ValueError:
-                    cache.add(key, tokens, ttl)  # it expired between our add and incr
+        if key is not None:
+            _add_tokens(
+                key,
+                settle_delta(admission=admission, tokens=max(0, tokens), end=end),
+                end - int(time.time()) + COUNTER_FUDGE_SECONDS,
+            )
     except _CACHE_ERRORS as exc:
         outage.failed(exc)
 
@@ -214,7 +306,7 @@ def current_use(*, org_id: int) -> dict[str, int]:
                 use[kind] = int(cache.get(request_key(kind, subject, request_limit(plan, kind), end), 0))
         for kind, (bucket, _) in TOKEN_BUCKETS.items():
             use[bucket] = int(cache.get(tokens_key(kind, subject, end) or "", 0))
-        use[STREAMS_BUCKET] = max(0, int(cache.get(streams_key(org_id), 0)))
+        use[STREAMS_BUCKET] = _open_streams(org_id, plan)
     except _CACHE_ERRORS as exc:
         outage.failed(exc)
         return {}

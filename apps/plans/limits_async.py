@@ -9,8 +9,11 @@ round trip and no thread.
 
 The keys, windows, bucket order and the answer (:func:`apps.plans.limit_decision.decide`)
 are :mod:`apps.plans.limit_decision`'s, the same as the synchronous back end
-(:mod:`apps.plans.limits`), so either path sees the other's counts. Without Redis (the
-embedded default) :func:`admit` and :func:`settle` hand over to that back end.
+(:mod:`apps.plans.limits`), so either path sees the other's counts. The token reservation
+and the stream's lease ride the same single round trip as the counts; a stream's lease is
+renewed (:func:`keep_lease`) only while the stream outlives a third of a lease, so a
+short request costs no extra round trip. Without Redis (the embedded default)
+:func:`admit`, :func:`renew` and :func:`settle` hand over to that back end.
 """
 
 from __future__ import annotations
@@ -30,36 +33,48 @@ from redis.exceptions import RedisError
 from apps.plans import limits
 from apps.plans.limit_decision import (
     COUNTER_FUDGE_SECONDS,
-    STREAM_SLOT_TTL,
+    NO_TOKENS,
     WINDOW_SECONDS,
     Admission,
     Counted,
+    TokenBound,
     Verdict,
     allowed_unchecked,
     decide,
+    lease_seconds,
+    leases_key,
+    never_fits,
+    new_lease_id,
     org_subject,
     outage,
     request_key,
     request_limit,
-    streams_key,
+    reservation,
+    settle_delta,
     token_limit,
     tokens_key,
     window_end,
 )
 from apps.plans.selectors import plan_for_org_async
 from pendra_console.aio import run_db
+from pendra_console.cache import LEASE_RENEW
 
 logger = logging.getLogger("pendra.limits")
 
-# KEYS: request counter, tokens counter ("" when the kind has none), streams counter.
-# ARGV: request ttl, request limit, token limit (-1: none), streaming (0/1), stream limit, stream ttl.
-# Returns {verdict, requests counted, tokens used, streams open}; the verdict is a
-# limit_decision.Verdict, found in its bucket order: a request refused for tokens is not counted.
+# KEYS: request counter, tokens counter ("" when the kind has none), stream leases.
+# ARGV: 1 request ttl, 2 request limit, 3 token limit (-1: none), 4 streaming (0/1),
+# 5 stream limit, 6 lease seconds, 7 tokens to reserve, 8 tokens ttl, 9 now, 10 lease id.
+# Returns {verdict, requests counted, tokens used (with this reservation once admitted),
+# streams open}; the verdict is a limit_decision.Verdict, found in its bucket order: a
+# request refused for tokens is not counted, and a refused request reserves nothing. The
+# leases are pendra_console.cache's sorted set (LEASE_TAKE there), inlined to stay one script.
 _ADMIT = """
 local tokens = 0
-if tonumber(ARGV[3]) >= 0 then
+local token_limit = tonumber(ARGV[3])
+local reserve = tonumber(ARGV[7])
+if token_limit >= 0 then
     tokens = tonumber(redis.call('GET', KEYS[2]) or '0')
-    if tokens >= tonumber(ARGV[3]) then
+    if tokens >= token_limit or tokens + reserve > token_limit then
         return {1, 0, tokens, 0}
     end
 end
@@ -72,30 +87,40 @@ if count > tonumber(ARGV[2]) then
 end
 local streams = 0
 if ARGV[4] == '1' then
-    streams = redis.call('INCR', KEYS[3])
-    if streams == 1 then
-        redis.call('EXPIRE', KEYS[3], ARGV[6])
+    local now = tonumber(ARGV[9])
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+    streams = redis.call('ZCARD', KEYS[3])
+    if streams >= tonumber(ARGV[5]) then
+        return {3, count, tokens, streams}
     end
-    if streams > tonumber(ARGV[5]) then
-        redis.call('DECR', KEYS[3])
-        return {3, count, tokens, streams - 1}
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[10])
+    redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[6])) + 1)
+    streams = streams + 1
+end
+if token_limit >= 0 and reserve > 0 then
+    if redis.call('INCRBY', KEYS[2], reserve) == reserve then
+        redis.call('EXPIRE', KEYS[2], ARGV[8])
     end
+    tokens = tokens + reserve
 end
 return {0, count, tokens, streams}
 """
 
-# KEYS: tokens counter (or ""), streams counter. ARGV: tokens, tokens ttl, streaming (0/1).
+# KEYS: tokens counter of the current minute (or ""), stream leases.
+# ARGV: tokens to add (negative: a reservation settled lower), tokens ttl, lease id ("": none).
 _SETTLE = """
-local tokens = tonumber(ARGV[1])
-if tokens > 0 and KEYS[1] ~= '' then
-    if redis.call('INCRBY', KEYS[1], tokens) == tokens then
+local delta = tonumber(ARGV[1])
+if delta ~= 0 and KEYS[1] ~= '' then
+    local total = redis.call('INCRBY', KEYS[1], delta)
+    if total == delta then
         redis.call('EXPIRE', KEYS[1], ARGV[2])
     end
-end
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
-    if redis.call('DECR', KEYS[2]) < 0 then
-        redis.call('SET', KEYS[2], 0, 'KEEPTTL')
+    if total < 0 then
+        redis.call('SET', KEYS[1], 0, 'KEEPTTL')
     end
+end
+if ARGV[3] ~= '' then
+    redis.call('ZREM', KEYS[2], ARGV[3])
 end
 return 0
 """
@@ -121,44 +146,74 @@ def _client() -> aioredis.Redis:
 client = _client
 
 
-async def admit(*, org_id: int, kind: str, streaming: bool) -> Admission:
+async def admit(*, org_id: int, kind: str, streaming: bool, bound: TokenBound = NO_TOKENS) -> Admission:
     """:func:`apps.plans.limits.admit`, counted in one round trip; same answers, same headers."""
     if not settings.REDIS_URL:
-        return await run_db(functools.partial(limits.admit, org_id=org_id, kind=kind, streaming=streaming))
+        return await run_db(functools.partial(limits.admit, org_id=org_id, kind=kind, streaming=streaming, bound=bound))
     plan = await plan_for_org_async(org_id)
+    if (refusal := never_fits(plan, kind, bound)) is not None:
+        return refusal
     subject = org_subject(org_id)
     end = window_end(subject)
     limit = request_limit(plan, kind)
     tokens = token_limit(plan, kind)
     token_counter = tokens_key(kind, subject, end)
+    reserve = reservation(plan, kind, bound)
+    lease = new_lease_id() if streaming else ""
     try:
         verdict, count, used, _ = await _client().eval(
             _ADMIT,
             3,
             cache.make_key(request_key(kind, subject, limit, end)),
             cache.make_key(token_counter) if token_counter is not None else "",
-            cache.make_key(streams_key(org_id)),
+            cache.make_key(leases_key(org_id)),
             WINDOW_SECONDS + COUNTER_FUDGE_SECONDS,
             limit,
             tokens if tokens is not None else -1,
             "1" if streaming else "0",
             plan.concurrent_streams,
-            STREAM_SLOT_TTL,
+            lease_seconds(),
+            reserve,
+            end - int(time.time()) + COUNTER_FUDGE_SECONDS,
+            repr(time.time()),
+            lease,
         )
     except (RedisError, OSError, TimeoutError) as exc:
         outage.failed(exc)
         return allowed_unchecked(kind)
     outage.recovered()
-    counted = Counted(Verdict(int(verdict)), requests=int(count), tokens=int(used))
+    counted = Counted(
+        Verdict(int(verdict)), requests=int(count), tokens=int(used), reserved=reserve, window_end=end, lease=lease
+    )
     return decide(plan=plan, kind=kind, subject=subject, counted=counted)
 
 
-async def settle(*, org_id: int, kind: str, tokens: int, streaming: bool) -> None:
-    """:func:`apps.plans.limits.settle` in one round trip: add the tokens, free the stream slot."""
+async def renew(*, org_id: int, lease: str) -> None:
+    """:func:`apps.plans.limits.renew`: the stream's lease lasts another lease from now."""
     if not settings.REDIS_URL:
-        await run_db(functools.partial(limits.settle, org_id=org_id, kind=kind, tokens=tokens, streaming=streaming))
+        await run_db(functools.partial(limits.renew, org_id=org_id, lease=lease))
         return
-    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, streaming=streaming)
+    try:
+        await _client().eval(
+            LEASE_RENEW, 1, cache.make_key(leases_key(org_id)), repr(time.time()), lease_seconds(), lease
+        )
+    except (RedisError, OSError, TimeoutError) as exc:
+        outage.failed(exc)
+
+
+async def keep_lease(*, org_id: int, lease: str) -> None:
+    """Renew ``lease`` three times a lease until cancelled (when the stream's request ends)."""
+    while True:
+        await asyncio.sleep(lease_seconds() / 3)
+        await renew(org_id=org_id, lease=lease)
+
+
+async def settle(*, org_id: int, kind: str, tokens: int, admission: Admission) -> None:
+    """:func:`apps.plans.limits.settle` in one round trip: the reservation becomes the usage, the lease goes."""
+    if not settings.REDIS_URL:
+        await run_db(functools.partial(limits.settle, org_id=org_id, kind=kind, tokens=tokens, admission=admission))
+        return
+    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, admission=admission)
     if command is None:
         return
     try:
@@ -167,30 +222,31 @@ async def settle(*, org_id: int, kind: str, tokens: int, streaming: bool) -> Non
         outage.failed(exc)
 
 
-def queue_settle(pipe: Any, *, org_id: int, kind: str, tokens: int, streaming: bool) -> bool:
+def queue_settle(pipe: Any, *, org_id: int, kind: str, tokens: int, admission: Admission) -> bool:
     """Add :func:`settle`'s command to ``pipe`` (a pipeline of :func:`client`), so it costs no
     round trip of its own; False when there is nothing to settle. Redis back end only."""
-    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, streaming=streaming)
+    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, admission=admission)
     if command is None:
         return False
     pipe.eval(*command)
     return True
 
 
-def _settle_command(*, org_id: int, kind: str, tokens: int, streaming: bool) -> tuple[Any, ...] | None:
+def _settle_command(*, org_id: int, kind: str, tokens: int, admission: Admission) -> tuple[Any, ...] | None:
     subject = org_subject(org_id)
     end = window_end(subject)
     token_counter = tokens_key(kind, subject, end)
-    if not streaming and (token_counter is None or tokens <= 0):
+    delta = settle_delta(admission=admission, tokens=max(0, tokens), end=end) if token_counter is not None else 0
+    if delta == 0 and not admission.lease:
         return None
     return (
         _SETTLE,
         2,
         cache.make_key(token_counter) if token_counter is not None else "",
-        cache.make_key(streams_key(org_id)),
-        max(0, tokens),
+        cache.make_key(leases_key(org_id)),
+        delta,
         end - int(time.time()) + COUNTER_FUDGE_SECONDS,
-        "1" if streaming else "0",
+        admission.lease,
     )
 
 

@@ -24,6 +24,12 @@ if len(set(PENDRA_KEY_PEPPERS)) != len(PENDRA_KEY_PEPPERS):
     raise ImproperlyConfigured("PENDRA_KEY_PEPPERS lists a pepper twice")
 PENDRA_KEY_CACHE_SECONDS = env_float("PENDRA_KEY_CACHE_SECONDS", 1.0)
 PENDRA_PLAN_CACHE_SECONDS = env_float("PENDRA_PLAN_CACHE_SECONDS", 1.0)
+# Token limits reserve a request's most tokens at admission: this many per choice when a chat
+# request names no max_tokens (apps.plans.limit_decision.TokenBound).
+PENDRA_DEFAULT_MAX_TOKENS = env_int("PENDRA_DEFAULT_MAX_TOKENS", 256, minimum=1)
+# A stream's slot is a lease of this many seconds that the live stream renews: a slot whose
+# process died comes back within one lease, and a stream can only free its own slot.
+PENDRA_STREAM_LEASE_SECONDS = env_float("PENDRA_STREAM_LEASE_SECONDS", 30.0, minimum=1.0)
 # A public id with no key behind it is remembered this long, so a client repeating a
 # made-up key costs no query; ids are random, so no real key is ever hidden by it.
 PENDRA_KEY_NEGATIVE_CACHE_SECONDS = env_float("PENDRA_KEY_NEGATIVE_CACHE_SECONDS", 60.0)

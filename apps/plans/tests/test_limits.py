@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -66,9 +67,9 @@ def test_tokens_reported_after_success_refuse_the_next_request_once_the_minute_i
     org = org_factory(plan=plan_factory(name="Tiny", chat_tpm=100))
 
     first = admit(org_id=org.pk, kind="chat", streaming=False)
-    settle(org_id=org.pk, kind="chat", tokens=60, streaming=False)
+    settle(org_id=org.pk, kind="chat", tokens=60, admission=first)
     second = admit(org_id=org.pk, kind="chat", streaming=False)
-    settle(org_id=org.pk, kind="chat", tokens=60, streaming=False)
+    settle(org_id=org.pk, kind="chat", tokens=60, admission=second)
     third = admit(org_id=org.pk, kind="chat", streaming=False)
 
     assert first.headers["x-ratelimit-remaining-tokens"] == "100"
@@ -91,7 +92,7 @@ def test_concurrent_streams_are_capped_and_released_on_settle() -> None:
 
     opened = [admit(org_id=org.pk, kind="chat", streaming=True) for _ in range(2)]
     third = admit(org_id=org.pk, kind="chat", streaming=True)
-    settle(org_id=org.pk, kind="chat", tokens=0, streaming=True)
+    settle(org_id=org.pk, kind="chat", tokens=0, admission=opened[0])
     after_release = admit(org_id=org.pk, kind="chat", streaming=True)
 
     assert all(a.allowed for a in opened)
@@ -106,10 +107,10 @@ def test_concurrent_streams_are_capped_and_released_on_settle() -> None:
 def test_a_refused_stream_does_not_hold_a_slot() -> None:
     org = org_factory(plan=plan_factory(concurrent_streams=1))
 
-    admit(org_id=org.pk, kind="chat", streaming=True)
+    held = admit(org_id=org.pk, kind="chat", streaming=True)
     for _ in range(3):
         admit(org_id=org.pk, kind="chat", streaming=True)
-    settle(org_id=org.pk, kind="chat", tokens=0, streaming=True)
+    settle(org_id=org.pk, kind="chat", tokens=0, admission=held)
 
     assert admit(org_id=org.pk, kind="chat", streaming=True).allowed
 
@@ -157,7 +158,7 @@ def test_request_token_and_stream_buckets_fail_open_and_log_once_while_the_cache
 
     with caplog.at_level(logging.ERROR, logger="pendra.limits"):
         during = [admit(org_id=org.pk, kind="chat", streaming=True) for _ in range(5)]
-        settle(org_id=org.pk, kind="chat", tokens=10, streaming=True)
+        settle(org_id=org.pk, kind="chat", tokens=10, admission=during[0])
         api = admit_api(org_id=org.pk, user_id=1)
 
     assert all(a.allowed for a in during)
@@ -166,3 +167,23 @@ def test_request_token_and_stream_buckets_fail_open_and_log_once_while_the_cache
     assert len(errors) == 1
     assert "Rate-limit cache unreachable" in errors[0].getMessage()
     assert "NOT enforced" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize("cache_kind", ["redis", "local memory"])
+def test_a_stream_that_ends_after_its_lease_lapsed_does_not_free_another_streams_slot(
+    cache_kind: str, settings, request: pytest.FixtureRequest
+) -> None:
+    if cache_kind == "redis":
+        request.getfixturevalue("redis_required")
+    else:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "t"}}
+    settings.PENDRA_STREAM_LEASE_SECONDS = 1
+    org = org_factory(plan=plan_factory(concurrent_streams=1))
+    lapsed = admit(org_id=org.pk, kind="chat", streaming=True)
+    time.sleep(2.1)  # never renewed (its process died, say): its slot comes back
+    current = admit(org_id=org.pk, kind="chat", streaming=True)
+
+    settle(org_id=org.pk, kind="chat", tokens=0, admission=lapsed)
+
+    assert current.allowed
+    assert not admit(org_id=org.pk, kind="chat", streaming=True).allowed
