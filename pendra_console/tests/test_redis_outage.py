@@ -10,7 +10,6 @@ chat requests, streams and admin API calls going through the whole outage.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from apps.plans.models import Subscription
 from apps.plans.tests.factories import plan_factory
 from apps.requestlog.models import RequestRecord, UsageRecord
 from testing.actors import Actor
+from testing.forms import post_form, sign_in
 from testing.live import ServerProcesses, session_database_url
 from testing.servers import StoppableRedis
 
@@ -108,25 +108,14 @@ def _counted(http: httpx.Client) -> bool:
     return "x-ratelimit-limit-requests" in http.post("/v1/chat/completions", json=CHAT).headers
 
 
-def _csrf(browser: httpx.Client, path: str) -> str:
-    page = browser.get(path)
-    assert page.status_code == 200, page.text[:300]
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
 def _sign_in(url: str, email: str, password: str) -> httpx.Response:
     with httpx.Client(base_url=url, timeout=20) as browser:
-        token = _csrf(browser, "/accounts/login/")
-        return browser.post(
-            "/accounts/login/", data={"login": email, "password": password, "csrfmiddlewaretoken": token}
-        )
+        return sign_in(browser, email, password)
 
 
 def _form_post(url: str, path: str, data: dict[str, str]) -> httpx.Response:
     with httpx.Client(base_url=url, timeout=20) as browser:
-        return browser.post(path, data={**data, "csrfmiddlewaretoken": _csrf(browser, path)})
+        return post_form(browser, path, data)
 
 
 def test_redis_stopped_under_load_fails_open_for_inference_closed_for_sign_in_and_recovers_without_restart(
