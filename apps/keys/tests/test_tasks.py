@@ -26,6 +26,8 @@ from apps.audit.models import AuditEvent
 from apps.keys.lifecycle import notice_due
 from apps.keys.models import ApiKey, ExpiryNotice
 from apps.keys.services import api_key_create, api_key_update
+from apps.plans.models import Subscription
+from apps.plans.tests.factories import plan_factory
 from testing.actors import Actor
 
 GRACE_SECONDS = 3
@@ -149,6 +151,24 @@ def test_scheduled_successor_is_revealed_once_and_the_old_secret_stops_after_the
     assert _me(new_secret, api) == 200
     assert new_secret not in worker.log()
     assert stack.mails() == []
+
+
+def test_a_scheduled_rotation_at_the_plans_key_cap_is_skipped_and_the_key_keeps_working(
+    celery_stack: Any, owner: Actor, api: Any
+) -> None:
+    key, secret = _due_key(owner)
+    # The owner's own key and the due key: the successor, with the old key in its grace, would be a third.
+    Subscription.objects.update_or_create(
+        org=owner.org, defaults={"plan": plan_factory(name="Tiny", max_keys=2), "since": timezone.now()}
+    )
+    stack = celery_stack()
+    worker = stack.worker()
+
+    worker.wait_for_task(stack.send("keys.rotate_due"))
+
+    assert not ApiKey.objects.filter(rotated_from=key).exists()
+    assert ApiKey.objects.filter(org=owner.org).held_at(timezone.now()).count() == 2
+    assert _me(secret, api) == 200
 
 
 def test_a_rotation_killed_mid_transaction_is_redelivered_and_ends_like_an_uninterrupted_one(
