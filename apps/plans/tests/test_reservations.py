@@ -16,23 +16,13 @@ from django.utils import timezone
 
 from apps.gateway.tests.conftest import Gateway, wait_for
 from apps.plans.models import Subscription
-from apps.plans.selectors import plan_cache
+from apps.plans.tests.conftest import reached_a_worker
 from apps.plans.tests.factories import plan_factory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello there"}]}
-
-
-@pytest.fixture(params=["redis", "embedded"])
-def backend(request: pytest.FixtureRequest, settings: Any) -> str:
-    if request.param == "embedded":
-        settings.REDIS_URL = ""  # the gateway then counts through Django's cache, as `make run` does
-    else:
-        request.getfixturevalue("redis_required")
-    plan_cache.clear()
-    return request.param
 
 
 def _put_on_plan(gw: Gateway, **limits: object) -> None:
@@ -50,11 +40,6 @@ def _in_background(gw: Gateway, body: dict[str, Any], **headers: str) -> tuple[t
     thread = threading.Thread(target=run)
     thread.start()
     return thread, answers
-
-
-def _reached_a_worker(gw: Gateway) -> bool:
-    """True once a chat request was admitted and sent on: the simulators count what they receive."""
-    return any(sim.stats()["requests"].get(CHAT) for sim in gw.sims)
 
 
 def test_a_request_that_can_never_fit_the_plans_minute_is_refused_up_front(gateway: Gateway, backend: str) -> None:
@@ -76,7 +61,7 @@ def test_tokens_in_flight_are_reserved_so_a_second_request_cannot_overspend_the_
 ) -> None:
     _put_on_plan(gateway, chat_tpm=1000)
     slow, answers = _in_background(gateway, {**HELLO, "max_tokens": 600}, **{"x-sim-ttft-ms": "3000"})
-    assert wait_for(lambda: _reached_a_worker(gateway)), "the first request was never admitted"
+    assert wait_for(lambda: reached_a_worker(gateway)), "the first request was never admitted"
 
     with gateway.http() as http:
         second = http.post(CHAT, json={**HELLO, "max_tokens": 600})
@@ -104,7 +89,7 @@ def test_without_max_tokens_the_documented_default_is_reserved(gateway: Gateway,
     settings.PENDRA_DEFAULT_MAX_TOKENS = 400
     _put_on_plan(gateway, chat_tpm=1000)
     slow, answers = _in_background(gateway, {**HELLO}, **{"x-sim-ttft-ms": "3000"})
-    assert wait_for(lambda: _reached_a_worker(gateway)), "the first request was never admitted"
+    assert wait_for(lambda: reached_a_worker(gateway)), "the first request was never admitted"
 
     with gateway.http() as http:
         second = http.post(CHAT, json={**HELLO, "max_tokens": 700})

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from apps.gateway.tests.conftest import Gateway, wait_for
 from apps.plans.models import Subscription
-from apps.plans.selectors import plan_cache
+from apps.plans.tests.conftest import reached_a_worker
 from apps.plans.tests.factories import plan_factory
 from testing.live import ServerProcesses, session_database_url
 
@@ -33,20 +33,6 @@ STREAM = {
     "max_tokens": 12,
     "stream": True,
 }
-
-
-@pytest.fixture(params=["redis", "embedded"])
-def backend(request: pytest.FixtureRequest, settings: Any) -> str:
-    if request.param == "embedded":
-        settings.REDIS_URL = ""
-    else:
-        request.getfixturevalue("redis_required")
-    plan_cache.clear()
-    return request.param
-
-
-def _reached_a_worker(gw: Gateway) -> bool:
-    return any(sim.stats()["requests"].get(CHAT) for sim in gw.sims)
 
 
 def _one_stream_plan(gw: Gateway) -> None:
@@ -113,7 +99,7 @@ def test_a_slot_held_by_a_killed_process_comes_back_within_a_lease(
     url, process = other_process
     stuck, _ = _stream_in_background(url, gateway.key, **{"x-sim-chunk-delay-ms": "500"})
     # The other process admitted the stream and holds its slot.
-    assert wait_for(lambda: _reached_a_worker(gateway)), "the other process never admitted its stream"
+    assert wait_for(lambda: reached_a_worker(gateway)), "the other process never admitted its stream"
     with gateway.http() as http:
         assert http.post(CHAT, json=STREAM).status_code == 429
 
@@ -132,7 +118,7 @@ def test_the_plan_page_counts_the_streams_open_now(gateway: Gateway, backend: st
 
     _one_stream_plan(gateway)
     running, _ = _stream_in_background(gateway.url, gateway.key, **{"x-sim-chunk-delay-ms": "300"})
-    assert wait_for(lambda: _reached_a_worker(gateway)), "the stream was never admitted"
+    assert wait_for(lambda: reached_a_worker(gateway)), "the stream was never admitted"
 
     page = gateway.actor.session_client().get(reverse("console:plan", kwargs={"slug": "acme"}))
     running.join()
