@@ -29,6 +29,14 @@ def mint_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
+def is_request_id(value: str) -> bool:
+    """True for what :func:`accept_or_mint` keeps or mints: the only ids a record can carry."""
+    return _VALID_REQUEST_ID.fullmatch(value) is not None
+
+
+REQUEST_ID_SHAPE = "20-200 characters of letters, digits, '.', '_' and '-'"
+
+
 def accept_or_mint(incoming: str | None) -> str:
     """The client's id if it is 20-200 characters of [A-Za-z0-9._-], else a new one."""
     if incoming and _VALID_REQUEST_ID.fullmatch(incoming):

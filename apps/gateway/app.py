@@ -28,8 +28,9 @@ from apps.gateway.exchange import BodyTooLarge, ClientGone, Exchange
 from apps.gateway.proxy import Proxy
 from apps.gateway.routes import ROUTES
 from apps.gateway.routing import WorkerPool
-from apps.keys.authentication import KeyPrincipal, UnknownKeyBudgetSpent, authenticate_key_cached
+from apps.keys.authentication import KeyPrincipal, UnknownKeyBudgetSpent, authenticate_key_cached, presented_key
 from apps.requestlog.recorder import recorder
+from apps.requestlog.services import LimitHit
 from pendra_console import tracing as otel
 from pendra_console.aio import run_db
 from pendra_console.client_address import scope_client_address
@@ -172,14 +173,19 @@ class GatewayApplication:
             await self.proxy.forward(exchange, route, valid, body, fleet, principal)
 
     async def authenticate(self, exchange: Exchange) -> KeyPrincipal | None:
+        authorization, x_api_key = exchange.header(b"authorization"), exchange.header(b"x-api-key")
         try:
             principal = await authenticate_key_cached(
-                exchange.header(b"authorization"),
-                exchange.header(b"x-api-key"),
-                address=scope_client_address(exchange.scope),
-                on_used=recorder.touch_key,
+                authorization, x_api_key, address=scope_client_address(exchange.scope), on_used=recorder.touch_key
             )
         except UnknownKeyBudgetSpent as refusal:
+            exchange.key_public_id, exchange.refused_principal = presented_key(authorization, x_api_key)
+            exchange.limit_hit = LimitHit(
+                bucket="unknown keys",
+                plan="",
+                limit=f"{settings.PENDRA_UNKNOWN_KEY_BUDGET} unknown keys/minute from one address",
+                reset_s=refusal.retry_after,
+            )
             await exchange.error_response(
                 429,
                 str(refusal),
@@ -188,9 +194,12 @@ class GatewayApplication:
             )
             return None
         if principal is None:
+            # Only on this path does the key get parsed a second time (no query): the record names it.
+            exchange.key_public_id, exchange.refused_principal = presented_key(authorization, x_api_key)
             await exchange.error_response(401, INVALID_TOKEN, code="invalid_api_key")
             return None
         exchange.principal = principal
+        exchange.key_public_id = principal.public_id
         if principal.org_id is None:
             await exchange.error_response(
                 403, "This key belongs to platform staff and no organisation; inference needs an organisation's key."

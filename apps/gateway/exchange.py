@@ -15,7 +15,7 @@ from typing import Any
 
 from apps.gateway.validation import InvalidRequest
 from apps.plans.limit_decision import Admission
-from apps.requestlog.services import TokenUsage
+from apps.requestlog.services import LimitHit, TimeoutHit, TokenUsage
 from pendra_console.errors import default_detail, error_body
 from pendra_console.request_id import accept_or_mint
 
@@ -41,13 +41,16 @@ class Exchange:
         "extra_headers",
         "first_byte_at",
         "headers",
+        "key_public_id",
         "lease_keeper",
+        "limit_hit",
         "method",
         "model",
         "on_end",
         "path",
         "principal",
         "receive",
+        "refused_principal",
         "request_id",
         "response_started",
         "route",
@@ -58,6 +61,8 @@ class Exchange:
         "status",
         "streamed",
         "succeeded",
+        "timeout_hit",
+        "trail",
         "uid",
         "units",
         "upstream_finished",
@@ -107,6 +112,14 @@ class Exchange:
         # Awaited once, just before the response's last bytes (the record's durable hand-off).
         self.on_end: Callable[[Exchange], Awaitable[None]] | None = None
         self.concluded = False  # the record and the settle have been handed over
+        # What the record's explanation needs: the presented key's public id, the key a 401
+        # refused (its org and user, when this process knows it), the limit or timeout that
+        # ended the request, and every worker tried with what it returned.
+        self.key_public_id = ""
+        self.refused_principal: Any = None
+        self.limit_hit: LimitHit | None = None
+        self.timeout_hit: TimeoutHit | None = None
+        self.trail: list[dict[str, str]] = []
 
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)

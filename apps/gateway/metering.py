@@ -31,9 +31,10 @@ from apps.gateway.exchange import Exchange
 from apps.gateway.routes import Route
 from apps.gateway.validation import InvalidRequest, ValidRequest
 from apps.plans import limits_async
+from apps.plans.limit_decision import Admission
 from apps.requestlog import handoff
 from apps.requestlog.recorder import recorder
-from apps.requestlog.services import RecordRows, TokenUsage, record_request
+from apps.requestlog.services import LimitHit, RecordRows, TokenUsage, record_request
 from pendra_console.request_id import log_access
 
 logger = logging.getLogger("pendra.gateway")
@@ -49,7 +50,7 @@ async def admit(exchange: Exchange, *, org_id: int, route: Route, valid: ValidRe
         return False
     exchange.extra_headers.extend((name.encode(), value.encode()) for name, value in admission.headers.items())
     if not admission.allowed:
-        await exchange.error_response(429, admission.detail, code="rate_limit_exceeded")
+        await _refuse(exchange, admission)
         return False
     exchange.admission = admission
     if admission.lease:
@@ -67,9 +68,16 @@ async def count_refused(exchange: Exchange, *, org_id: int, route: Route) -> boo
     admission = await limits_async.admit(org_id=org_id, kind=route.kind, streaming=False)
     exchange.extra_headers.extend((name.encode(), value.encode()) for name, value in admission.headers.items())
     if not admission.allowed:
-        await exchange.error_response(429, admission.detail, code="rate_limit_exceeded")
+        await _refuse(exchange, admission)
         return False
     return True
+
+
+async def _refuse(exchange: Exchange, admission: Admission) -> None:
+    exchange.limit_hit = LimitHit(
+        bucket=admission.bucket, plan=admission.plan, limit=admission.limit, reset_s=admission.retry_after
+    )
+    await exchange.error_response(429, admission.detail, code="rate_limit_exceeded")
 
 
 async def conclude(exchange: Exchange) -> None:
@@ -183,13 +191,15 @@ def _record(exchange: Exchange, *, hand_off: bool) -> RecordRows:
     usage = _billed_usage(exchange)
     # A success, or an answer the client walked away from after the worker produced it.
     billed = (exchange.succeeded or usage is not None) and principal is not None and exchange.route is not None
+    # A refused key (401) is still named in the record, with its org and user, so both find it.
+    named = principal if principal is not None else exchange.refused_principal
     return record_request(
         uid=exchange.uid,
         request_id=exchange.request_id,
         created_at=timezone.now(),
-        org_id=principal.org_id if principal else None,
-        api_key_id=principal.key_id if principal else None,
-        user_id=principal.user_id if principal else None,
+        org_id=named.org_id if named else None,
+        api_key_id=named.key_id if named else None,
+        user_id=named.user_id if named else None,
         route=exchange.route.path if exchange.route else exchange.path,
         method=exchange.method,
         model=exchange.model,
@@ -204,8 +214,29 @@ def _record(exchange: Exchange, *, hand_off: bool) -> RecordRows:
         usage=usage,
         billed_units=exchange.units if billed else None,
         error=exchange.error,
+        key_public_id=exchange.key_public_id,
+        limit_hit=exchange.limit_hit,
+        timeout_hit=exchange.timeout_hit,
+        worker_trail=_worker_trail(exchange),
         hand_off=hand_off,
     )
+
+
+def _worker_trail(exchange: Exchange) -> list[dict[str, str]]:
+    """Each worker tried and what it returned. The record is made just before the last bytes,
+    while the last attempt is still under way, so that attempt's result is read from the exchange."""
+    trail = exchange.trail
+    if not trail or trail[-1]["result"]:
+        return trail
+    if exchange.client_gone:
+        result = "the client left before the answer ended"
+    elif exchange.worker_failed:
+        result = exchange.error
+    elif exchange.status:
+        result = f"HTTP {exchange.status}"
+    else:
+        result = "no answer"
+    return [*trail[:-1], {**trail[-1], "result": result}]
 
 
 def _ms(start: float | None, end: float | None) -> float | None:

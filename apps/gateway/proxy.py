@@ -30,6 +30,7 @@ from apps.gateway.routes import Route
 from apps.gateway.routing import FleetSnapshot, WorkerPool
 from apps.gateway.streaming import EventTooLarge, SSEFilter, content_events
 from apps.keys.authentication import KeyPrincipal
+from apps.requestlog.services import TimeoutHit
 from apps.workers.egress import worker_connector
 from apps.workers.selectors import WorkerTarget
 
@@ -79,6 +80,13 @@ def _timeout_detail(route: Route, seconds: float, *, deadline: float | None = No
     if route.kind == "embeddings":
         return f"Timed out: the embeddings request exceeded the {seconds:g} s limit. Send smaller batches."
     return f"Timed out: the {route.noun} exceeded the {seconds:g} s limit. Ask for less per request."
+
+
+def _timeout_hit(route: Route, seconds: float, *, deadline: float | None = None) -> TimeoutHit:
+    """Which timeout hit, for the record: as :func:`_timeout_detail` words it to the client."""
+    if deadline is not None and route.idle_timeout and time.monotonic() >= deadline:
+        return TimeoutHit(name=f"{route.kind} total", seconds=_total_limit(route))
+    return TimeoutHit(name=f"{route.kind} {'idle' if route.idle_timeout else 'total'}", seconds=seconds)
 
 
 class Proxy:
@@ -180,18 +188,23 @@ class Proxy:
             tried.add(worker.id)
             exchange.worker = worker
             exchange.attempts += 1
+            # The record's worker trail; a result left empty is read from the exchange (metering).
+            tried_entry = {"worker_id": worker.id, "worker": worker.name, "result": ""}
+            exchange.trail.append(tried_entry)
             self.pool.started(worker.id)
             try:
                 with tracing.attempt(exchange, worker, headers):
                     await self.attempt(exchange, route, valid, worker, payload, headers, deadline, limit)
             except Retry as failure:
                 self.pool.failed(worker.id)
-                last_reason = failure.reason
+                last_reason = tried_entry["result"] = failure.reason
                 upstream_error = failure.upstream_error
                 logger.warning("worker %s failed (%s); %s", worker.name, failure.reason, "trying another")
                 continue
             except UpstreamTimeout:
                 self.pool.failed(worker.id)
+                exchange.timeout_hit = _timeout_hit(route, limit, deadline=deadline)
+                tried_entry["result"] = f"timed out ({exchange.timeout_hit.seconds:g} s)"
                 return await exchange.error_response(
                     504, _timeout_detail(route, limit, deadline=deadline), code="timeout"
                 )
@@ -331,6 +344,7 @@ class Proxy:
             try:
                 chunk = await response.content.readany()
             except (aiohttp.ServerTimeoutError, TimeoutError):
+                exchange.timeout_hit = _timeout_hit(route, settings.PENDRA_CHAT_IDLE_TIMEOUT, deadline=deadline)
                 detail = _timeout_detail(route, settings.PENDRA_CHAT_IDLE_TIMEOUT, deadline=deadline)
                 return await self.break_stream(exchange, 504, detail)
             except aiohttp.ClientError as exc:

@@ -322,3 +322,14 @@ async def authenticate_key_cached(
     if key_cache.due_for_touch(principal.key_id):
         on_used(principal.key_id, now)
     return principal
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> tuple[str, KeyPrincipal | None]:
+    """The public id of the key in these headers if it parsed (never its secret), and the facts
+    this process cached for it (its org and user), without a query: what the record of a
+    refused request names."""
+    raw, acceptable = tokens.key_from_headers(authorization, x_api_key)
+    parsed = tokens.parse_key(raw) if acceptable else None
+    if parsed is None:
+        return "", None
+    return parsed.public_id, key_cache.principals.peek(parsed.public_id)

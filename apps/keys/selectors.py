@@ -37,3 +37,12 @@ def org_held_key_count(*, org: Organisation) -> int:
     """Keys the org holds against its plan's cap: keys that no longer work (revoked, expired,
     past their rotation grace) do not count; a successor awaiting its reveal does."""
     return ApiKey.objects.filter(org=org).held_at(timezone.now()).count()
+
+
+def keys_by_public_id(public_ids: set[str]) -> dict[str, ApiKey]:
+    """Keys by their public ids, with org and user: what a request record names when its key
+    was refused. Only for the record and platform staff's lookup, never an org's listing."""
+    if not public_ids:
+        return {}
+    keys = ApiKey.objects.select_related("org", "user").filter(public_id__in=public_ids)
+    return {key.public_id: key for key in keys}

@@ -213,6 +213,9 @@ class Admission:
     reserved: int = 0  # tokens reserved at admission, replaced by the reported usage on settle
     window_end: int = 0  # the minute the reservation was counted in
     lease: str = ""  # the stream's lease: renewed while it runs, given back on settle
+    # A refusal's plan and limit, kept apart from the detail so the request record can explain it.
+    plan: str = ""
+    limit: str = ""
 
 
 def allowed_unchecked(kind: str) -> Admission:
@@ -268,6 +271,8 @@ def _refusal(bucket: str, limit_text: str, plan: PlanLimits, retry_after: int, h
         detail=detail,
         retry_after=retry_after,
         headers={**headers, "Retry-After": str(retry_after), "x-ratelimit-bucket": bucket},
+        plan=plan.name,
+        limit=limit_text,
     )
 
 

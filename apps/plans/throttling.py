@@ -24,5 +24,6 @@ class ApiRateThrottle(BaseThrottle):
         org_id = credential.org_id if credential is not None else None
         admission = admit_api(org_id=org_id, user_id=request.user.pk)
         if not admission.allowed:
+            request._request.rate_limit_refusal = admission  # type: ignore[attr-defined]  # the request record names it
             raise RateLimitExceeded(admission)
         return True

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
@@ -14,13 +14,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.audit.models import AuditEvent
-from apps.audit.services import Ref, audit
 from apps.orgs.models import Role
 from apps.orgs.permissions import IsSupportOrOperator, OrgScopedAPIView
 from apps.requestlog import selectors
+from apps.requestlog.explanations import explain_records
+from apps.requestlog.services import support_lookup
 from pendra_console.api.pagination import paginate, paginated
 from pendra_console.api.serializers import error_responses
+from pendra_console.request_id import REQUEST_ID_SHAPE, is_request_id
 
 TAGS = ["requests and usage"]
 MAX_USAGE_RANGE = timedelta(days=366)
@@ -50,15 +51,85 @@ class RecordOutputSerializer(serializers.Serializer):
         return record.api_key.prefix if record.api_key_id and record.api_key else None
 
 
-class SupportRecordOutputSerializer(RecordOutputSerializer):
+class FactSerializer(serializers.Serializer):
+    topic = serializers.CharField()
+    text = serializers.CharField()
+
+
+class LimitSerializer(serializers.Serializer):
+    bucket = serializers.CharField(source="limit_bucket")
+    plan = serializers.CharField(source="limit_plan")
+    limit = serializers.CharField()
+    reset_s = serializers.IntegerField(source="limit_reset_s", allow_null=True)
+
+
+class TimeoutSerializer(serializers.Serializer):
+    name = serializers.CharField(source="timeout")
+    seconds = serializers.FloatField(source="timeout_s", allow_null=True)
+
+
+class TrailEntrySerializer(serializers.Serializer):
+    worker_id = serializers.CharField(required=False)
+    worker = serializers.CharField(required=False)
+    result = serializers.CharField(required=False)
+
+
+class BilledSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    units = serializers.IntegerField()
+
+
+class ExplainedRecordSerializer(serializers.Serializer):
+    """One record with its explanation: the facts in plain language, and the same facts as data."""
+
+    record = RecordOutputSerializer()
     org = serializers.SerializerMethodField()
+    org_name = serializers.SerializerMethodField()
+    key_public_id = serializers.CharField(source="record.key_public_id")
+    limit = serializers.SerializerMethodField()
+    timeout = serializers.SerializerMethodField()
+    worker_trail = TrailEntrySerializer(source="record.worker_trail", many=True)
+    billed = BilledSerializer(source="usage", allow_null=True)
+    summary = serializers.CharField()
+    facts = FactSerializer(many=True)
+
+    def get_org(self, explanation: Any) -> str | None:
+        return explanation.org.slug if explanation.org is not None else None
+
+    def get_org_name(self, explanation: Any) -> str | None:
+        return explanation.org.name if explanation.org is not None else None
+
+    @extend_schema_field(LimitSerializer(allow_null=True))
+    def get_limit(self, explanation: Any) -> dict[str, Any] | None:
+        return LimitSerializer(explanation.record).data if explanation.record.limit_bucket else None
+
+    @extend_schema_field(TimeoutSerializer(allow_null=True))
+    def get_timeout(self, explanation: Any) -> dict[str, Any] | None:
+        return TimeoutSerializer(explanation.record).data if explanation.record.timeout else None
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # The record's own fields at the top level, beside the explanation.
+        data = dict(super().to_representation(instance))
+        return {**data.pop("record"), **data}
+
+
+class SupportExplainedRecordSerializer(ExplainedRecordSerializer):
     user_email = serializers.SerializerMethodField()
 
-    def get_org(self, record: Any) -> str | None:
-        return record.org.slug if record.org_id and record.org else None
+    def get_user_email(self, explanation: Any) -> str | None:
+        key = explanation.key
+        record = explanation.record
+        user = record.user if record.user_id else (key.user if key is not None else None)
+        return user.email if user is not None else None
 
-    def get_user_email(self, record: Any) -> str | None:
-        return record.user.email if record.user_id and record.user else None
+
+def _checked_request_id(request_id: str) -> str:
+    if not is_request_id(request_id):
+        raise ValidationError({"request_id": f"not a request id: a request id is {REQUEST_ID_SHAPE}."})
+    return request_id
 
 
 class RecordFilterSerializer(serializers.Serializer):
@@ -96,16 +167,16 @@ class OrgRequestDetailView(OrgScopedAPIView):
 
     @extend_schema(
         tags=TAGS,
-        summary="One of the org's requests by its X-Request-Id",
-        responses={200: RecordOutputSerializer(many=True), **error_responses(403, 404)},
+        summary="One of the org's requests by its X-Request-Id, explained (members: their own keys' requests)",
+        responses={200: ExplainedRecordSerializer(many=True), **error_responses(400, 403, 404)},
     )
     def get(self, request: Request, slug: str, request_id: str) -> Response:
-        records = selectors.records_for_org(org=self.org, role=self.role, user=request.user).filter(
-            request_id=request_id
-        )[:20]
+        records = selectors.org_records_by_request_id(
+            org=self.org, role=self.role, user=request.user, request_id=_checked_request_id(request_id)
+        )
         if not records:
             raise NotFound(f"No request {request_id} in this organisation.")
-        return Response(RecordOutputSerializer(records, many=True).data)
+        return Response(ExplainedRecordSerializer(explain_records(records), many=True).data)
 
 
 class UsageQuerySerializer(serializers.Serializer):
@@ -166,19 +237,12 @@ class RequestLookupView(APIView):
 
     @extend_schema(
         tags=TAGS,
-        summary="Look up any request by X-Request-Id (support staff and operators)",
+        summary="Look up any request by X-Request-Id, explained, every org's match (support staff and operators)",
         parameters=[OpenApiParameter("request_id", str, OpenApiParameter.PATH)],
-        responses={200: SupportRecordOutputSerializer(many=True), **error_responses(403, 404)},
+        responses={200: SupportExplainedRecordSerializer(many=True), **error_responses(400, 403, 404)},
     )
     def get(self, request: Request, request_id: str) -> Response:
-        records = selectors.records_by_request_id(request_id)
-        found_in = sorted({r.org.slug for r in records if r.org_id and r.org})
-        audit(
-            request.user,
-            AuditEvent.Type.REQUEST_LOOKED_UP,
-            Ref("request", request_id[:64]),
-            data={"found": len(records), "orgs": found_in},
-        )
-        if not records:
+        explained = support_lookup(actor=request.user, request_id=_checked_request_id(request_id))
+        if not explained:
             raise NotFound(f"No request with id {request_id}.")
-        return Response(SupportRecordOutputSerializer(records, many=True).data)
+        return Response(SupportExplainedRecordSerializer(explained, many=True).data)

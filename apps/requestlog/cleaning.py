@@ -11,7 +11,11 @@ cleaned where it is built, so the database never refuses it because of its value
   ``NULL`` where the column allows it, else its default;
 - floats: NaN and infinities likewise;
 - token counts are believed together or not at all: one unbelievable count makes the
-  whole set unreported (billing never rests on half a worker's report).
+  whole set unreported (billing never rests on half a worker's report);
+- JSON (the worker trail): every string cleaned as text and cut to
+  :data:`JSON_TEXT_LENGTH`, containers cut to :data:`JSON_ITEMS` items and
+  :data:`JSON_DEPTH` levels, numbers JSON cannot carry exactly (NaN, beyond 2**53) dropped,
+  anything else turned into text, so a row's JSON stays small and storable.
 
 The common case costs one regular-expression search per text field.
 """
@@ -51,6 +55,29 @@ def clean_text(value: str, max_length: int | None) -> str:
     return value
 
 
+JSON_TEXT_LENGTH = 300
+JSON_ITEMS = 20
+JSON_DEPTH = 3
+_JSON_INT_LIMIT = 2**53
+
+
+def clean_json(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -_JSON_INT_LIMIT <= value <= _JSON_INT_LIMIT else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list | tuple) and depth < JSON_DEPTH:
+        return [clean_json(item, depth + 1) for item in value[:JSON_ITEMS]]
+    if isinstance(value, dict) and depth < JSON_DEPTH:
+        items = list(value.items())[:JSON_ITEMS]
+        return {clean_text(str(key), JSON_TEXT_LENGTH): clean_json(item, depth + 1) for key, item in items}
+    if isinstance(value, list | tuple | dict):
+        return None  # nested deeper than any record needs
+    return clean_text(value if type(value) is str else str(value), JSON_TEXT_LENGTH)
+
+
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 MAX_TOKEN_COUNT = _INTEGER_RANGES["PositiveIntegerField"][1]
 
@@ -63,6 +90,7 @@ class RowCleaner:
         self.text: dict[str, tuple[int | None, bool]] = {}
         self.integers: dict[str, tuple[int, int, Any]] = {}
         self.floats: dict[str, Any] = {}
+        self.json: dict[str, models.Field[Any, Any]] = {}
         for field in model._meta.concrete_fields:
             if field.primary_key:
                 continue
@@ -75,6 +103,8 @@ class RowCleaner:
                 self.integers[field.attname] = (low, high, default if default is not None or field.null else low)
             elif isinstance(field, models.FloatField):
                 self.floats[field.attname] = default if default is not None or field.null else 0.0
+            elif isinstance(field, models.JSONField):
+                self.json[field.attname] = field
 
     def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
         clean = dict(row)
@@ -104,4 +134,11 @@ class RowCleaner:
                 continue
             if not isinstance(value, int | float) or not math.isfinite(value):
                 clean[name] = fallback
+        for name, json_field in self.json.items():
+            value = clean.get(name)
+            if value is None:
+                if name in clean and not json_field.null:
+                    clean[name] = json_field.get_default()
+                continue
+            clean[name] = clean_json(value)
         return clean

@@ -11,10 +11,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from apps.requestlog.services import record_request
+from apps.keys import tokens
+from apps.keys.selectors import keys_by_public_id
+from apps.requestlog.services import LimitHit, record_request
 from pendra_console.contract import API_PREFIX
 
 logger = logging.getLogger("pendra.requestlog")
@@ -44,9 +47,20 @@ class AdminRequestRecordMiddleware:
         api_key = getattr(request, "api_key", None)
         user = getattr(request, "user", None)
         user_id = user.pk if user is not None and user.is_authenticated else None
+        key_public_id = api_key.public_id if api_key is not None else ""
+        if api_key is None and response.status_code == 401:
+            # A refused key is still named, with its org and user, so support and the org find the 401.
+            key_public_id, api_key = _presented_key(request)
+            user_id = api_key.user_id if api_key is not None else None
         org_id = getattr(request, "pendra_org_id", None)
         if org_id is None and api_key is not None:
             org_id = api_key.org_id
+        admission = getattr(request, "rate_limit_refusal", None)
+        limit_hit = None
+        if admission is not None and response.status_code == 429:
+            limit_hit = LimitHit(
+                bucket=admission.bucket, plan=admission.plan, limit=admission.limit, reset_s=admission.retry_after
+            )
         match = request.resolver_match
         route = "/" + match.route if match is not None else request.path[:200]
         detail = ""
@@ -66,5 +80,15 @@ class AdminRequestRecordMiddleware:
             status=response.status_code,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             error=detail,
+            key_public_id=key_public_id,
+            limit_hit=limit_hit,
             deferred=False,
         )
+
+
+def _presented_key(request: HttpRequest) -> tuple[str, Any]:
+    raw, acceptable = tokens.key_from_headers(request.headers.get("Authorization"), request.headers.get("X-Api-Key"))
+    parsed = tokens.parse_key(raw) if acceptable else None
+    if parsed is None:
+        return "", None
+    return parsed.public_id, keys_by_public_id({parsed.public_id}).get(parsed.public_id)

@@ -36,6 +36,19 @@ class RequestRecord(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)
+    # What an explanation of the request needs (apps/requestlog/explanations.py), never a secret:
+    # the presented key's public id (also on a 401, when it parsed), ...
+    key_public_id = models.CharField(max_length=40, blank=True)
+    # ... the limit that refused a 429 (its bucket, the plan, the limit as text, seconds to reset), ...
+    limit_bucket = models.CharField(max_length=40, blank=True)
+    limit_plan = models.CharField(max_length=100, blank=True)
+    limit = models.CharField(max_length=100, blank=True)
+    limit_reset_s = models.PositiveIntegerField(null=True, blank=True)
+    # ... the timeout that hit a 504 (which one, after how many seconds), ...
+    timeout = models.CharField(max_length=100, blank=True)
+    timeout_s = models.FloatField(null=True, blank=True)
+    # ... and every worker tried, in order: [{"worker_id", "worker", "result"}].
+    worker_trail = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

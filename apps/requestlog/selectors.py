@@ -40,13 +40,23 @@ def records_for_org(
     return records.order_by("-created_at", "-id")
 
 
+# A client reusing an id is shown every match, up to this many (newest first).
+MAX_MATCHES = 20
+
+
 def records_by_request_id(request_id: str) -> list[RequestRecord]:
     """Every record carrying this id, across organisations: for support staff and operators only."""
     return list(
         RequestRecord.objects.filter(request_id=request_id)
-        .select_related("org", "api_key", "user")
-        .order_by("-created_at", "-id")[:20]
+        .select_related("org", "api_key__user", "user")
+        .order_by("-created_at", "-id")[:MAX_MATCHES]
     )
+
+
+def org_records_by_request_id(*, org: Organisation, role: str, user: Any, request_id: str) -> list[RequestRecord]:
+    """The org's records carrying this id: owners and admins see all, members their own keys' only."""
+    records = records_for_org(org=org, role=role, user=user).filter(request_id=request_id)
+    return list(records.select_related("org", "api_key__user", "user")[:MAX_MATCHES])
 
 
 def usage_summary(

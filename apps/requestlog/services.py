@@ -14,15 +14,29 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
+from apps.audit.services import Ref, audit
+from apps.requestlog import selectors
+from apps.requestlog.explanations import Explanation, explain_records
 from apps.requestlog.models import RequestRecord
 from apps.requestlog.recorder import recorder
 from apps.requestlog.writer import UNREACHABLE, clean_record, clean_usage, write_records
 
 logger = logging.getLogger("pendra.requestlog")
 
-__all__ = ["RecordRows", "TokenUsage", "delete_expired_records", "record_request", "write_records"]
+__all__ = [
+    "LimitHit",
+    "RecordRows",
+    "TimeoutHit",
+    "TokenUsage",
+    "delete_expired_records",
+    "record_request",
+    "support_lookup",
+    "write_records",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +53,24 @@ class RecordRows(NamedTuple):
 
     record: dict[str, Any]
     usage: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitHit:
+    """The limit that refused a request with 429: its bucket, the plan, the limit as text, seconds to reset."""
+
+    bucket: str
+    plan: str
+    limit: str
+    reset_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutHit:
+    """The timeout that ended a request with 504: which one, and after how many seconds."""
+
+    name: str
+    seconds: float
 
 
 def record_request(
@@ -62,11 +94,19 @@ def record_request(
     usage: TokenUsage | None = None,
     billed_units: int | None = None,
     error: str = "",
+    key_public_id: str = "",
+    limit_hit: LimitHit | None = None,
+    timeout_hit: TimeoutHit | None = None,
+    worker_trail: list[dict[str, str]] | None = None,
     created_at: datetime | None = None,
     deferred: bool = True,
     hand_off: bool = False,
 ) -> RecordRows:
     """Record one request; bill it when ``billed_units`` is given (a success, never a failure).
+
+    ``key_public_id`` is the presented key's public id (never its secret), also on a 401;
+    ``limit_hit``, ``timeout_hit`` and ``worker_trail`` (one ``{"worker_id", "worker",
+    "result"}`` per attempt) are what explains a refusal or a failure.
 
     ``deferred`` hands the rows to the in-process batch writer (the gateway: no I/O on the
     request path); otherwise they are written now, in this thread (the admin API). With
@@ -97,6 +137,14 @@ def record_request(
         "completion_tokens": usage.completion_tokens if usage else None,
         "total_tokens": usage.total_tokens if usage else None,
         "error": error[:500],
+        "key_public_id": key_public_id,
+        "limit_bucket": limit_hit.bucket if limit_hit else "",
+        "limit_plan": limit_hit.plan if limit_hit else "",
+        "limit": limit_hit.limit if limit_hit else "",
+        "limit_reset_s": limit_hit.reset_s if limit_hit else None,
+        "timeout": timeout_hit.name if timeout_hit else "",
+        "timeout_s": timeout_hit.seconds if timeout_hit else None,
+        "worker_trail": worker_trail or [],
     }
     billed = None
     if billed_units is not None:
@@ -126,6 +174,22 @@ def record_request(
             # writer keeps the rows and writes them when it is back, rather than losing them here.
             recorder.submit(record, billed)
     return RecordRows(record, billed)
+
+
+@transaction.atomic
+def support_lookup(*, actor: Any, request_id: str) -> list[Explanation]:
+    """Every request carrying this id, across organisations, explained: for support staff and
+    operators only (the caller checks the role). Found or not, the lookup is an audit event."""
+    explained = explain_records(selectors.records_by_request_id(request_id))
+    orgs = sorted({e.org.slug for e in explained if e.org is not None})
+    audit(
+        actor,
+        AuditEvent.Type.REQUEST_LOOKED_UP,
+        Ref("request", request_id[:64]),
+        org=None,
+        data={"request_id": request_id[:200], "found": len(explained), "orgs": orgs},
+    )
+    return explained
 
 
 def delete_expired_records(*, batch_size: int = 5000, max_batches: int = 200) -> int:
