@@ -56,6 +56,10 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["org", "-created_at"], name="audit_org_time"),
             models.Index(fields=["org", "event_type", "-created_at"], name="audit_org_type_time"),
+            # A staff member's recent lookups (the support page).
+            models.Index(fields=["actor", "event_type", "-created_at"], name="audit_actor_type_time"),
+            # Platform events (no org: lookups, worker and plan edits), newest first, for operators.
+            models.Index(fields=["-created_at"], name="audit_platform_time", condition=models.Q(org__isnull=True)),
         ]
 
     def __str__(self) -> str:

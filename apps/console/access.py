@@ -27,7 +27,8 @@ from django.views import View
 
 from apps.orgs import selectors
 from apps.orgs.models import Membership, Organisation, Role, role_at_least
-from apps.orgs.permissions import role_required_detail
+from apps.orgs.permissions import IsOperator, IsSupportOrOperator, role_required_detail
+from apps.orgs.platform import is_operator, is_support
 from pendra_console.api.exceptions import DomainError
 
 ORG_NOT_FOUND = "Organisation not found."
@@ -104,6 +105,26 @@ class OrgPage(View):
 
     def base_context(self, **extra: Any) -> dict[str, Any]:
         return {"org": self.org, "membership": self.membership, "role": self.role, **extra}
+
+
+class PlatformPage(View):
+    """A page for Pendra's own staff: support and operators (``operators_only`` narrows it).
+
+    The same rule, and the same 403 detail, as the admin API's staff permissions; a
+    signed-out visitor is sent to sign in and back.
+    """
+
+    operators_only: ClassVar[bool] = False
+    request: HttpRequest
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if self.operators_only and not is_operator(request.user):
+            raise PermissionDenied(IsOperator.message)
+        if not (is_support(request.user) or is_operator(request.user)):
+            raise PermissionDenied(IsSupportOrOperator.message)
+        return super().dispatch(request, *args, **kwargs)
 
 
 def is_htmx(request: HttpRequest) -> bool:

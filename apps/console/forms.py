@@ -11,6 +11,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.keys.services import MAX_GRACE
 from apps.orgs.models import Membership, Role
+from pendra_console.request_id import REQUEST_ID_SHAPE, is_request_id
 
 GRACE_CHOICES = [
     (0, "None: the old secret stops now"),
@@ -147,3 +148,40 @@ class AuditFilterForm(forms.Form):
             "since": timezone.make_aware(datetime.combine(since, time.min)) if since else None,
             "until": _end_of_day(until) if until else None,
         }
+
+
+class RequestLookupForm(forms.Form):
+    request_id = forms.CharField(
+        label="Request id",
+        max_length=200,
+        help_text="The X-Request-Id from the ticket: on every response, errors included.",
+    )
+
+    def clean_request_id(self) -> str:
+        value: str = self.cleaned_data["request_id"].strip()
+        if not is_request_id(value):
+            raise forms.ValidationError(f"Not a request id: a request id is {REQUEST_ID_SHAPE}.")
+        return value
+
+
+PLATFORM_EVENT_TYPES = [
+    AuditEvent.Type.REQUEST_LOOKED_UP,
+    AuditEvent.Type.WORKER_REGISTERED,
+    AuditEvent.Type.WORKER_CHANGED,
+    AuditEvent.Type.WORKER_STATE_CHANGED,
+    AuditEvent.Type.WORKER_REMOVED,
+    AuditEvent.Type.PLAN_EDITED,
+]
+
+
+class PlatformAuditFilterForm(forms.Form):
+    action = forms.ChoiceField(
+        label="Action",
+        required=False,
+        choices=[("", "All actions"), *((t.value, t.label) for t in PLATFORM_EVENT_TYPES)],
+    )
+
+    def filters(self) -> dict[str, Any]:
+        if not self.is_valid():
+            return {}
+        return {"event_type": self.cleaned_data["action"] or None}

@@ -119,6 +119,7 @@ class ConsoleNav:
         for label, url_name, allowed in (
             ("Support", "console:support", is_support(self.user) or is_operator(self.user)),
             ("Workers", "console:workers", is_operator(self.user)),
+            ("Platform audit", "console:platform-audit", is_operator(self.user)),
         ):
             url = _reverse(url_name) if allowed else None
             if url is not None:

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from apps.console import member_pages, org_urls, views
+from apps.console import member_pages, org_urls, support_pages, views
 
 app_name = "console"
 
@@ -11,5 +11,7 @@ urlpatterns = [
     path("login/", RedirectView.as_view(pattern_name="account_login", query_string=True), name="login"),
     path("logout/", RedirectView.as_view(pattern_name="account_logout"), name="logout"),
     path("orgs/<slug:slug>/", include(org_urls.urlpatterns)),
+    path("support/", support_pages.SupportLookup.as_view(), name="support"),
+    path("support/audit/", support_pages.PlatformAudit.as_view(), name="platform-audit"),
     path("invitations/accept/", member_pages.InvitationAccept.as_view(), name="invitation-accept"),
 ]

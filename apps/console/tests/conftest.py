@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from apps.gateway.tests.conftest import gateway  # noqa: F401 (a fixture, used by name: the live gateway)
 from apps.orgs.invitations import invitation_create
 from apps.orgs.models import Invitation
 from testing.actors import Actor
