@@ -22,6 +22,7 @@ The common case costs one regular-expression search per text field.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -62,20 +63,36 @@ _JSON_INT_LIMIT = 2**53
 
 
 def clean_json(value: Any, depth: int = 0) -> Any:
+    kind = type(value)  # the common kinds first: a trail is a list of dicts of strings
+    if kind is str:
+        return clean_text(value, JSON_TEXT_LENGTH)
+    if kind is dict and depth < JSON_DEPTH:
+        items = itertools.islice(value.items(), JSON_ITEMS)
+        return {clean_text(_text_of(key), JSON_TEXT_LENGTH): clean_json(item, depth + 1) for key, item in items}
+    if kind is list and depth < JSON_DEPTH:
+        return [clean_json(item, depth + 1) for item in value[:JSON_ITEMS]]
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         return value if -_JSON_INT_LIMIT <= value <= _JSON_INT_LIMIT else None
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, list | tuple) and depth < JSON_DEPTH:
-        return [clean_json(item, depth + 1) for item in value[:JSON_ITEMS]]
-    if isinstance(value, dict) and depth < JSON_DEPTH:
-        items = list(value.items())[:JSON_ITEMS]
-        return {clean_text(str(key), JSON_TEXT_LENGTH): clean_json(item, depth + 1) for key, item in items}
     if isinstance(value, list | tuple | dict):
+        if depth < JSON_DEPTH:  # a subclass of list or dict, or a tuple
+            if isinstance(value, dict):
+                return clean_json(dict(itertools.islice(value.items(), JSON_ITEMS)), depth)
+            return clean_json(list(itertools.islice(value, JSON_ITEMS)), depth)
         return None  # nested deeper than any record needs
-    return clean_text(value if type(value) is str else str(value), JSON_TEXT_LENGTH)
+    return clean_text(_text_of(value), JSON_TEXT_LENGTH)
+
+
+def _text_of(value: Any) -> str:
+    if type(value) is str:
+        return value
+    try:
+        return str(value)
+    except Exception:  # an int too long to print, an object whose __str__ fails: name its type
+        return f"<{type(value).__name__}>"
 
 
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")

@@ -78,3 +78,15 @@ def test_a_hostile_worker_trail_is_stored_cleaned_and_bounded() -> None:
 def test_a_trail_that_is_not_even_a_list_is_stored_as_text() -> None:
     record = _record(worker_trail=object())  # type: ignore[arg-type]
     assert isinstance(record.worker_trail, str) and record.worker_trail.startswith("<object object")
+
+
+def test_trail_keys_and_values_that_cannot_even_be_printed_are_named_by_type() -> None:
+    huge = 10**5000  # str() refuses an int this long
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    record = _record(worker_trail=[{huge: Unprintable(), "worker": "sim-a"}])  # type: ignore[list-item]
+
+    assert record.worker_trail == [{"<int>": "<Unprintable>", "worker": "sim-a"}]
