@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from apps.gateway.tests.conftest import Gateway
+from apps.gateway.tests.conftest import Gateway, wait_for
 from pendra_console.logging import JsonFormatter
 from pendra_console.request_id import RequestIdLogFilter
 
@@ -34,7 +34,8 @@ def test_the_access_line_names_request_org_key_and_worker_but_never_the_key(
         response = http.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == 200
 
-    [line] = [line for line in _json_lines(caplog) if line.get("path") == "/v1/chat/completions"]
+    # The line is written when the response is over, after its last byte left: wait for it.
+    [line] = wait_for(lambda: [line for line in _json_lines(caplog) if line.get("path") == "/v1/chat/completions"])
     assert line["request_id"] == response.headers["X-Request-Id"]
     assert line["org_id"] == gateway.actor.org.pk
     assert line["key_id"] == gateway.actor.api_key.pk
