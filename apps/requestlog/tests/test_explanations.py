@@ -250,3 +250,20 @@ def test_the_admin_apis_401_names_the_presented_key_and_its_org(owner: Actor, su
 
     assert (row["org"], row["key_public_id"]) == ("acme", owner.api_key.public_id)
     assert "secret presented did not match" in _text(row)
+
+
+def test_a_429_for_too_many_unknown_keys_names_that_limit(gateway: Gateway, support: Actor, settings: Any) -> None:
+    settings.PENDRA_UNKNOWN_KEY_BUDGET = 1
+    unknown = [tokens.format_key(tokens.new_public_id(), tokens.new_secret()) for _ in range(2)]
+    assert _call(gateway, "ticket-unknown-keys-00000001", key=unknown[0]).status_code == 401
+    assert _call(gateway, "ticket-unknown-keys-00000002", key=unknown[1]).status_code == 429
+
+    # Support signs in with a session: its key, unknown to this process, would meet the same budget.
+    session = support.session_client()
+    [first] = session.get("/api/v1/requests/ticket-unknown-keys-00000001/").json()
+    [row] = session.get("/api/v1/requests/ticket-unknown-keys-00000002/").json()
+
+    assert f"Key pnd_{tokens.parse_key(unknown[0]).public_id} was presented; no such key exists." in _text(first)
+    assert row["limit"]["bucket"] == "unknown keys"
+    assert row["limit"]["limit"] == "1 unknown keys/minute from one address"
+    assert 'The "unknown keys" limit fired: 1 unknown keys/minute from one address; it reset' in _text(row)
