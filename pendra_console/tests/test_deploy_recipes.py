@@ -66,7 +66,7 @@ def test_the_gateway_location_streams_unbuffered_and_passes_the_request_id() -> 
     site = render_site(listen="80", upstreams=["web-1:8000"])
     gateway_location = re.search(r"location /v1/ \{(.*?)\n    \}", site, re.S)
     assert gateway_location is not None
-    for directive in ("proxy_buffering off;", "proxy_request_buffering off;", "gzip off;"):
+    for directive in ("proxy_buffering off;", "proxy_request_buffering on;", "gzip off;"):
         assert directive in gateway_location.group(1)
     assert "proxy_set_header X-Request-Id $pendra_request_id;" in site
 
