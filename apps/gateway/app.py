@@ -16,7 +16,6 @@ about a second (:mod:`pendra_console.ttl_cache`), and its record goes to a batch
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from typing import Any
@@ -25,6 +24,7 @@ from django.conf import settings
 
 from apps.gateway import metering, metrics, tracing, validation
 from apps.gateway.exchange import BodyTooLarge, ClientGone, Exchange
+from apps.gateway.parsing import BodyParser
 from apps.gateway.proxy import Proxy
 from apps.gateway.routes import ROUTES
 from apps.gateway.routing import WorkerPool
@@ -42,7 +42,6 @@ logger = logging.getLogger("pendra.gateway")
 
 # Bodies above this are parsed in a thread: a 25 MB JSON body takes a fraction of a
 # second to parse, and on the event loop every other request would wait for it.
-_PARSE_OFF_LOOP_BYTES = 64 * 1024
 
 
 class GatewayApplication:
@@ -50,6 +49,7 @@ class GatewayApplication:
         self.django_app = django_app
         self.pool = WorkerPool(cooldown_seconds=settings.PENDRA_WORKER_COOLDOWN)
         self.proxy = Proxy(self.pool)
+        self.parser = BodyParser()
         otel.configure()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -71,6 +71,7 @@ class GatewayApplication:
             elif message["type"] == "lifespan.shutdown":
                 await self.proxy.close()
                 await self.pool.close()
+                self.parser.close()
                 await run_db(recorder.flush)
                 metrics.meter.flush()  # the counts batched since the last quarter second
                 otel.shutdown()  # and the spans batched for export
@@ -143,10 +144,7 @@ class GatewayApplication:
             return
         content_type = exchange.header(b"content-type") or ""
         try:
-            if len(body) > _PARSE_OFF_LOOP_BYTES:
-                valid = await asyncio.to_thread(route.validate, body, content_type)
-            else:
-                valid = route.validate(body, content_type)
+            valid = await self.parser.parse(route.validate, body, content_type)
         except validation.InvalidRequest as exc:
             if await metering.count_refused(exchange, org_id=org_id, route=route):
                 await exchange.invalid(exc)

@@ -34,6 +34,10 @@ class InvalidRequest(Exception):
         self.detail = detail
         self.param = param
 
+    def __reduce__(self) -> tuple[type[InvalidRequest], tuple[str, str | None]]:
+        # Raised in the parsing helper process (apps.gateway.parsing) and re-raised here, param included.
+        return (InvalidRequest, (self.detail, self.param))
+
 
 @dataclass(slots=True)
 class ValidRequest:

@@ -55,6 +55,9 @@ PENDRA_MAX_ATTEMPTS = env_int("PENDRA_MAX_ATTEMPTS", 3, minimum=1)
 PENDRA_ABANDONED_USAGE_WAIT = env_float("PENDRA_ABANDONED_USAGE_WAIT", 0.25, minimum=0.0)
 PENDRA_WORKER_COOLDOWN = env_float("PENDRA_WORKER_COOLDOWN", 10.0)
 PENDRA_MAX_BODY_BYTES = env_int("PENDRA_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)
+# /v1 bodies above this many bytes are parsed in a helper process, so the parse cannot stall the
+# process's other requests (apps/gateway/parsing.py); smaller ones in a thread or in place.
+PENDRA_PARSE_PROCESS_BYTES = env_int("PENDRA_PARSE_PROCESS_BYTES", 1024 * 1024, minimum=64 * 1024)
 # Everything that is not /v1 (admin API, console): refused with a 413 before Django reads
 # (and spools) the body; Django's own check on request.body uses the same figure.
 PENDRA_API_MAX_BODY_BYTES = env_int("PENDRA_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
