@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test scaleout fuzz audit lint lint-check fmt typecheck migrations-check check-deploy bench clean
+.PHONY: run test screenshots scaleout fuzz audit lint lint-check fmt typecheck migrations-check check-deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -24,6 +24,10 @@ test: $(STAMP)
 ## make scaleout: two web nodes behind nginx, two Celery workers, one beat, one PostgreSQL and one Redis act as one
 scaleout: $(STAMP)
 	$(BIN)/python -m pytest -m scaleout pendra_console/tests/test_scaleout.py $(PYTEST_ARGS)
+
+## make screenshots: the browser tests, writing the README's screenshots into docs/screenshots/
+screenshots: $(STAMP)
+	PENDRA_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest apps/*/tests/test_browser_*.py $(PYTEST_ARGS)
 
 ## make fuzz: the property-based fuzzers at length (make test runs them briefly);
 ## FUZZ_EXAMPLES examples per route/operation and actor, FUZZ_SECONDS a time bound per test

@@ -1,7 +1,7 @@
 """Support in a real browser: a customer's call fails, support pastes its id and reads why.
 
 Screenshots of the support page (with an explanation) and of the platform audit log at
-1440 px and 375 px go to docs/screenshots/.
+1440 px and 375 px go to docs/screenshots/ under make screenshots.
 """
 
 from __future__ import annotations
