@@ -106,11 +106,13 @@ def _messages(reply: Any) -> list[Message]:
     return [message for _, batch in reply or [] for message in batch]
 
 
-def _read(connection: redis.Redis, consumer: str, batch: int, block_ms: int | None) -> list[Message]:
-    """One kind of entry per pass: first this writer's own unwritten ones (the database was
-    down), then what dead writers left pending, then new entries."""
-    messages = _messages(connection.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=batch))
-    if not messages:
+def _read(connection: redis.Redis, consumer: str, batch: int, block_ms: int | None, recover: bool) -> list[Message]:
+    """One kind of entry per pass. With ``recover``: first this writer's own unwritten ones
+    (the database was down), then what dead writers left pending; then new entries."""
+    messages: list[Message] = []
+    if recover:
+        messages = _messages(connection.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=batch))
+    if recover and not messages:
         idle_ms = int(settings.PENDRA_RECORD_CLAIM_IDLE * 1000)
         reply = connection.xautoclaim(STREAM, GROUP, consumer, idle_ms, start_id="0-0", count=batch)
         messages = list(reply[1])
@@ -119,21 +121,24 @@ def _read(connection: redis.Redis, consumer: str, batch: int, block_ms: int | No
     return messages
 
 
-def write_pass(consumer: str, *, batch: int, block_ms: int | None = None) -> int:
+def write_pass(consumer: str, *, batch: int, block_ms: int | None = None, recover: bool = True) -> int:
     """Read up to ``batch`` entries, write them in one transaction, then acknowledge them.
 
-    Returns how many entries were taken. A Redis or database outage raises: the entries read
-    stay pending for this writer (or, should it die, for another's claim).
+    ``recover`` looks for entries read and never acknowledged (this writer's after an outage,
+    dead writers') before new ones: two more round trips, so a long-running writer does it
+    every few seconds, not every pass. Returns how many entries were taken. A Redis or
+    database outage raises: the entries read stay pending for this writer (or, should it
+    die, for another's claim).
     """
     connection = client()
     try:
-        messages = _read(connection, consumer, batch, block_ms)
+        messages = _read(connection, consumer, batch, block_ms, recover)
     except redis.ResponseError as exc:
         if "NOGROUP" not in str(exc):
             raise
         # No group yet, or the stream was deleted (FLUSHALL) and an XADD made it again without one.
         ensure_group(connection)
-        messages = _read(connection, consumer, batch, block_ms)
+        messages = _read(connection, consumer, batch, block_ms, recover)
     if not messages:
         return 0
     records, usages, ids = [], [], []

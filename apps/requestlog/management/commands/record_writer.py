@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +25,8 @@ logger = logging.getLogger("pendra.requestlog")
 
 # An outage is retried after this many seconds; the stream keeps the records meanwhile.
 RETRY_SECONDS = 1.0
+# How often a running writer looks for entries that a dead writer (or an outage) left unacknowledged.
+RECOVER_SECONDS = 5.0
 
 
 class Command(BaseCommand):
@@ -47,9 +50,11 @@ class Command(BaseCommand):
                 signal.signal(signum, lambda *_: stopping.set())
         consumer = handoff.consumer_name()
         written = 0
+        recover_at = 0.0  # when to look again for entries read and never acknowledged
         while not stopping.is_set():
+            recover = once or time.monotonic() >= recover_at
             try:
-                count = handoff.write_pass(consumer, batch=batch, block_ms=None if once else 1000)
+                count = handoff.write_pass(consumer, batch=batch, block_ms=None if once else 1000, recover=recover)
             except (RedisError, OSError, TimeoutError) as exc:
                 logger.error("record writer: Redis unreachable (%s); retrying", exc.__class__.__name__)
                 count = -1
@@ -67,5 +72,12 @@ class Command(BaseCommand):
                     break
                 raise CommandError(f"record_writer --once stopped on an outage after {written} entries")
             if count < 0:
+                recover_at = 0.0  # what this writer read before the outage is still its own
                 stopping.wait(RETRY_SECONDS)
+            elif count < batch and not once:
+                if recover:
+                    recover_at = time.monotonic() + min(RECOVER_SECONDS, settings.PENDRA_RECORD_CLAIM_IDLE)
+                # A short batch: let the next one gather for a tick rather than pay a
+                # transaction and three round trips for every few records.
+                stopping.wait(settings.PENDRA_RECORD_FLUSH_SECONDS)
         self.stdout.write(f"record_writer: {written} entries written")
