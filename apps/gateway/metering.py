@@ -18,26 +18,21 @@ failing that, the text delivered), counts the request's Prometheus metrics
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from redis.exceptions import RedisError
 
-from apps.gateway import metrics
+from apps.gateway import metrics, record_handoff
 from apps.gateway.exchange import Exchange
 from apps.gateway.routes import Route
 from apps.gateway.validation import InvalidRequest, ValidRequest
 from apps.plans import limits_async
 from apps.plans.limit_decision import Admission
 from apps.requestlog import handoff
-from apps.requestlog.recorder import recorder
 from apps.requestlog.services import LimitHit, RecordRows, TokenUsage, record_request
 from pendra_console.request_id import log_access
-
-logger = logging.getLogger("pendra.gateway")
 
 
 async def admit(exchange: Exchange, *, org_id: int, route: Route, valid: ValidRequest) -> bool:
@@ -97,7 +92,7 @@ async def _conclude(exchange: Exchange) -> None:
     if exchange.lease_keeper is not None:
         exchange.lease_keeper.cancel()  # the settle gives the stream's lease back
     if handoff.enabled():
-        await _hand_off(_record(exchange, hand_off=True), _settle_arguments(exchange))
+        await record_handoff.hand_off(_record(exchange, hand_off=True), _settle_arguments(exchange))
     else:
         _record(exchange, hand_off=False)  # the settle follows the response (finish)
 
@@ -129,38 +124,6 @@ async def finish(exchange: Exchange) -> None:
         worker=worker.name if worker else None,
         attempts=exchange.attempts,
     )
-
-
-async def _hand_off(rows: RecordRows, settle: dict[str, Any] | None) -> None:
-    """One pipeline: the settle (if any) and the record's XADD. Redis down: fail open, the
-    rows go to the in-process writer and the settle is skipped, as admit() skipped counting."""
-    try:
-        async with limits_async.client().pipeline(transaction=False) as pipe:
-            if settle is not None:
-                limits_async.queue_settle(pipe, **settle)
-            handoff.queue(pipe, handoff.encode(*rows))
-            results = await pipe.execute(raise_on_error=False)
-    except (RedisError, OSError, TimeoutError) as exc:
-        _handoff_failed(rows, exc)
-        return
-    except asyncio.CancelledError as exc:
-        _handoff_failed(rows, exc)  # whether Redis took it is unknown: the uid keeps it single
-        raise
-    if isinstance(results[-1], Exception):
-        _handoff_failed(rows, results[-1])
-    elif _redis_refused:
-        logger.warning("Redis takes request records again")
-        _redis_refused.clear()
-
-
-_redis_refused: set[bool] = set()  # non-empty while Redis refuses records: log the outage once
-
-
-def _handoff_failed(rows: RecordRows, exc: BaseException) -> None:
-    if not _redis_refused:
-        logger.error("Redis refused a request record (%s); records go to this process's writer", type(exc).__name__)
-        _redis_refused.add(True)
-    recorder.submit(*rows)
 
 
 def _settle_arguments(exchange: Exchange) -> dict[str, Any] | None:

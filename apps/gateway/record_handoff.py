@@ -1,0 +1,108 @@
+"""The records' durable hand-off from the gateway: one pipeline per event-loop turn.
+
+Every request that ends in the same turn of the event loop joins one Redis pipeline: its
+settle (:func:`apps.plans.limits_async.queue_settle`) and its record's ``XADD``
+(:mod:`apps.requestlog.handoff`). Each request waits for that pipeline before its last
+bytes, so what a client was answered is in Redis; many requests share one round trip and
+one ``execute``, which is what keeps the hand-off's CPU cost small under load
+(bench/README.md).
+
+Redis down: fail open. The rows go to the in-process writer
+(:data:`apps.requestlog.recorder.recorder`) and the settle is skipped, as admission
+skipped counting; the outage is logged once, and its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from apps.plans import limits_async
+from apps.requestlog import handoff
+from apps.requestlog.recorder import recorder
+from apps.requestlog.services import RecordRows
+
+logger = logging.getLogger("pendra.gateway")
+
+Item = tuple[RecordRows, dict[str, Any] | None]
+
+
+class _Turn:
+    """The requests ending in one turn of the event loop, and the future they wait on."""
+
+    __slots__ = ("done", "items")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.items: list[Item] = []
+        self.done: asyncio.Future[None] = loop.create_future()
+
+
+_turns: dict[asyncio.AbstractEventLoop, _Turn] = {}
+_flushes: set[asyncio.Task[None]] = set()
+_refused = False  # Redis refused records: log the outage once, and its end
+
+
+async def hand_off(rows: RecordRows, settle: dict[str, Any] | None) -> None:
+    """Return once Redis holds the record (or, failing that, this process's writer does)."""
+    loop = asyncio.get_running_loop()
+    turn = _turns.get(loop)
+    if turn is None:
+        turn = _turns[loop] = _Turn(loop)
+        # call_soon: the requests already ready in this turn run first and join the pipeline.
+        loop.call_soon(_start_flush, loop, turn)
+    turn.items.append((rows, settle))
+    # Shielded: a request cancelled now does not cancel the flush that carries the others' rows.
+    await asyncio.shield(turn.done)
+
+
+def _start_flush(loop: asyncio.AbstractEventLoop, turn: _Turn) -> None:
+    if _turns.get(loop) is turn:
+        del _turns[loop]
+    task = loop.create_task(_flush(turn))
+    _flushes.add(task)
+    task.add_done_callback(_flushes.discard)
+
+
+async def _flush(turn: _Turn) -> None:
+    xadds: list[int] = []  # where each record's XADD sits among the pipeline's results
+    try:
+        async with limits_async.client().pipeline(transaction=False) as pipe:
+            for rows, settle in turn.items:
+                if settle is not None:
+                    limits_async.queue_settle(pipe, **settle)
+                handoff.queue(pipe, handoff.encode(*rows))
+                xadds.append(len(pipe.command_stack) - 1)
+            results = await pipe.execute(raise_on_error=False)
+    except (RedisError, OSError, TimeoutError) as exc:
+        _failed([rows for rows, _ in turn.items], exc)
+    except asyncio.CancelledError as exc:
+        _failed([rows for rows, _ in turn.items], exc)  # whether Redis took them is unknown: the uid keeps one
+        raise
+    else:
+        refused = [turn.items[number][0] for number, at in enumerate(xadds) if isinstance(results[at], Exception)]
+        if refused:
+            _failed(refused, results[xadds[0]])
+        else:
+            _recovered()
+    finally:
+        if not turn.done.done():
+            turn.done.set_result(None)
+
+
+def _failed(rows: list[RecordRows], exc: BaseException) -> None:
+    global _refused
+    if not _refused:
+        logger.error("Redis refused request records (%s); this process's writer takes them", type(exc).__name__)
+        _refused = True
+    for row in rows:
+        recorder.submit(*row)
+
+
+def _recovered() -> None:
+    global _refused
+    if _refused:
+        logger.warning("Redis takes request records again")
+        _refused = False
