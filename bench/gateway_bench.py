@@ -24,12 +24,15 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import redis as redis_client
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -101,9 +104,18 @@ def parse_wrk(output: str) -> dict[str, float]:
     for percentile, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", output, re.MULTILINE):
         result[f"p{percentile}"] = _ms(value, unit)
     result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
+    result["requests"] = float(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     result["non_2xx"] = float(errors[1]) if errors else 0.0
     return result
+
+
+def written_by(client: redis_client.Redis, timeout: float = 60) -> None:
+    """Wait until the record writer has emptied the stream, then for the in-process writers' tick."""
+    deadline = time.monotonic() + timeout
+    while client.xlen("pendra:records") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
@@ -124,10 +136,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn processes")
     parser.add_argument("--write", action="store_true", help="write the table into bench/README.md")
+    parser.add_argument("--handoff-rounds", type=int, default=3, help="alternated runs per records' hand-off")
     parser.add_argument(
         "--profile", metavar="FILE", help="with --workers 1: sample the gateway with py-spy into FILE (speedscope)"
     )
     args = parser.parse_args()
+    # Here, not at the top: ops_bench imports this module.
+    from bench.ops_bench import group_cpu_seconds
+
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is needed: apt-get install -y {tool if tool == 'wrk' else 'nginx-light'}")
@@ -193,14 +209,21 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        processes.append(
-            subprocess.Popen(
+        # With REDIS_URL records go through the Redis Stream (the durable hand-off): a writer empties it.
+        writer = subprocess.Popen([*manage, "record_writer"], env=env, cwd=ROOT, start_new_session=True)
+        processes.append(writer)
+
+        def start_gateway(handoff: str) -> subprocess.Popen[bytes]:
+            gateway = subprocess.Popen(
                 uvicorn_command(host="127.0.0.1", port=gateway_port, workers=args.workers, log_level="warning"),
-                env=env,
+                env={**env, "PENDRA_RECORD_HANDOFF": handoff},
                 cwd=ROOT,
+                start_new_session=True,  # its process group: the CPU of all its processes is counted
             )
-        )
-        wait_http(f"http://127.0.0.1:{gateway_port}/healthz")
+            wait_http(f"http://127.0.0.1:{gateway_port}/healthz")
+            return gateway
+
+        processes.append(start_gateway("redis"))
         key = seeded["keys"]["owner"]
         auth = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
 
@@ -241,7 +264,26 @@ def main() -> None:
         through = runs[1]
         if profiler is not None:
             profiler.wait(timeout=60)
-        time.sleep(1.0)  # let the record writers flush
+        # Records through the durable hand-off (Redis Stream + record_writer) against records kept
+        # in process memory: same load, the gateway restarted for each run, runs alternated.
+        by_handoff: dict[str, list[dict[str, float]]] = {"redis": [], "memory": []}
+        stream_client = redis_client.Redis.from_url(redis.url)
+        loads: list[float] = []
+        for handoff in ("memory", "redis") * args.handoff_rounds:
+            gateway = processes.pop()
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(timeout=30)
+            processes.append(start_gateway(handoff))
+            load(gateway_port, args.connections, duration=2)
+            written_by(stream_client)
+            loads.append(os.getloadavg()[0])
+            cpu = group_cpu_seconds(processes[-1].pid) + group_cpu_seconds(writer.pid)
+            result = load(gateway_port, args.connections)
+            written_by(stream_client)  # the records' writing is part of the request's cost
+            cpu = group_cpu_seconds(processes[-1].pid) + group_cpu_seconds(writer.pid) - cpu
+            result["cpu_us"] = cpu / max(result["requests"], 1) * 1e6
+            by_handoff[handoff].append(result)
+        time.sleep(2.0)  # let the record writers flush
         records = subprocess.run(
             [
                 *manage,
@@ -276,6 +318,16 @@ def main() -> None:
         )
 
     run_rates = ", ".join(f"{result['rps']:.0f}" for result in runs)
+
+    def median(results: list[dict[str, float]]) -> dict[str, float]:
+        return sorted(results, key=lambda result: result["rps"])[len(results) // 2]
+
+    durable, in_memory = median(by_handoff["redis"]), median(by_handoff["memory"])
+    change = (durable["rps"] / in_memory["rps"] - 1) * 100
+
+    def cpu_median(handoff: str) -> float:
+        return statistics.median(result["cpu_us"] for result in by_handoff[handoff])
+
     header = ["| path | requests/s | p50 ms | p99 ms | non-2xx |", "|---|---:|---:|---:|---:|"]
     table = "\n".join(
         [
@@ -298,6 +350,29 @@ def main() -> None:
             row("through the gateway (auth, limits, routing, records), median of 3 runs", through),
             "",
             f"The three gateway runs: {run_rates} requests/s.",
+            "",
+            "Records' durable hand-off (Redis Stream, written by `manage.py record_writer`; the default with "
+            "REDIS_URL) against records kept in process memory (`PENDRA_RECORD_HANDOFF=memory`), "
+            f"same load, runs alternated ({args.handoff_rounds} each), "
+            f"load average (1 min) at the runs: {', '.join(f'{value:.1f}' for value in loads)}:",
+            "",
+            *header,
+            row(f"records via the Redis Stream, median of {len(by_handoff['redis'])}", durable),
+            row(f"records in process memory, median of {len(by_handoff['memory'])}", in_memory),
+            f"| **throughput with the hand-off vs without** | **{change:+.1f} %** | | | |",
+            "",
+            "CPU per request of the gateway's processes plus the record writer's (records written "
+            f"included), median: {cpu_median('redis'):.0f} µs with the hand-off, {cpu_median('memory'):.0f} µs "
+            f"without ({(cpu_median('redis') / cpu_median('memory') - 1) * 100:+.1f} %). It moves far less than "
+            "requests/s with load from elsewhere on a shared machine.",
+            "",
+            "Runs, in order (requests/s, CPU µs per request): "
+            + ", ".join(
+                f"{name} {result['rps']:.0f} ({result['cpu_us']:.0f})"
+                for pair in zip(by_handoff["memory"], by_handoff["redis"], strict=True)
+                for name, result in zip(("memory", "redis"), pair, strict=True)
+            )
+            + " requests/s.",
             "",
             f"Request records written for the gateway runs (warm-up included): {records[0]}; "
             f"usage records: {records[1]} (requests cut off when wrk stops are recorded, not billed).",
