@@ -38,19 +38,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.gateway_bench import nginx_config, run_wrk, wait_http  # noqa: E402
+from bench.gateway_bench import BIG_PLAN, nginx_config, run_wrk, wait_http  # noqa: E402
 from bench.ops_bench import group_cpu_seconds  # noqa: E402
 from pendra_console.serving import uvicorn_command  # noqa: E402
 from testing import servers  # noqa: E402
-
-BIG_PLAN = (
-    "from apps.plans.models import Plan; from apps.plans.services import subscription_change; "
-    "from apps.orgs.models import Organisation; "
-    "big = dict(chat_rpm=10**9, embeddings_rpm=10**9, images_rpm=10**9, audio_rpm=10**9, "
-    "api_rpm=10**9, chat_tpm=2*10**9, embeddings_tpm=2*10**9, concurrent_streams=10**6); "
-    "plan, _ = Plan.objects.update_or_create(slug='bench', defaults=dict(name='Bench', **big)); "
-    "subscription_change(org=Organisation.objects.get(slug='{org}'), plan=plan, actor=None)"
-)
 
 
 class Version:

@@ -49,6 +49,16 @@ COMPLETION = {
     "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
 }
 MODELS = {"object": "list", "data": [{"id": "bench-chat", "object": "model"}]}
+# A plan whose limits the load cannot reach, so every check runs and nothing is refused;
+# "{org}" is the seeded org's slug. For `manage.py shell -c`.
+BIG_PLAN = (
+    "from apps.plans.models import Plan; from apps.plans.services import subscription_change; "
+    "from apps.orgs.models import Organisation; "
+    "big = dict(chat_rpm=10**9, embeddings_rpm=10**9, images_rpm=10**9, audio_rpm=10**9, api_rpm=10**9, "
+    "chat_tpm=2*10**9, embeddings_tpm=2*10**9, concurrent_streams=10**6, max_keys=10**6); "
+    "plan, _ = Plan.objects.update_or_create(slug='bench', defaults=dict(name='Bench', **big)); "
+    "subscription_change(org=Organisation.objects.get(slug='{org}'), plan=plan, actor=None)"
+)
 BODY = json.dumps({"model": "bench-chat", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 1})
 
 
@@ -182,14 +192,7 @@ def main() -> None:
                 *manage,
                 "shell",
                 "-c",
-                (
-                    "from apps.plans.models import Plan; from apps.plans.services import subscription_change; "
-                    "from apps.orgs.models import Organisation; "
-                    "big = dict(chat_rpm=10**9, embeddings_rpm=10**9, images_rpm=10**9, audio_rpm=10**9, "
-                    "api_rpm=10**9, chat_tpm=2*10**9, embeddings_tpm=2*10**9, concurrent_streams=10**6); "
-                    "plan, _ = Plan.objects.update_or_create(slug='bench', defaults=dict(name='Bench', **big)); "
-                    f"subscription_change(org=Organisation.objects.get(slug='{seeded['org']}'), plan=plan, actor=None)"
-                ),
+                BIG_PLAN.format(org=seeded["org"]),
             ],
             env=env,
             check=True,
