@@ -16,7 +16,7 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.gateway.tests.conftest import Gateway, record_for, usage_for
+from apps.gateway.tests.conftest import Gateway, record_for, usage_for, wait_for
 from apps.keys import tokens
 from apps.keys.services import api_key_revoke
 from apps.plans.models import Subscription
@@ -168,6 +168,8 @@ def test_support_finds_a_404_on_the_gateway(gateway: Gateway, support: Actor) ->
 def test_a_reused_id_shows_every_match_each_with_its_org(gateway: Gateway, outsider: Actor, support: Actor) -> None:
     _call(gateway, "ticket-reused-000000000000001")
     _call(gateway, "ticket-reused-000000000000001", key=outsider.key, headers={"x-sim-status": "500"})
+    # _call waited for *a* record with this id, and the first one already was: wait for the second.
+    assert wait_for(lambda: RequestRecord.objects.filter(request_id="ticket-reused-000000000000001").count() == 2)
 
     rows = _lookup(support, "ticket-reused-000000000000001")
 
