@@ -14,63 +14,44 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.console.tests.conftest import signed_in
-from apps.gateway.tests.conftest import Gateway, record_for, usage_for
+from apps.gateway.tests.conftest import Gateway, call_with_id, usage_for
 from apps.keys import tokens
 from apps.plans.models import Subscription
 from apps.plans.tests.factories import plan_factory
 from apps.workers.services import worker_drain, worker_register
 from testing.actors import Actor
 
-CHAT = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 3}
-
-
-def _call(
-    gateway: Gateway,
-    request_id: str,
-    *,
-    key: str | None = None,
-    path: str = "/v1/chat/completions",
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-) -> int:
-    with gateway.http() as http:
-        if key is not None:
-            http.headers["Authorization"] = f"Bearer {key}"
-        response = http.post(path, json=body or CHAT, headers={"X-Request-Id": request_id, **(headers or {})})
-    record_for(request_id)
-    return response.status_code
-
 
 def _401(gateway: Gateway, settings: Any) -> tuple[int, list[str]]:
     forged = tokens.format_key(gateway.actor.api_key.public_id, "A" * tokens.SECRET_LENGTH)
-    status = _call(gateway, "page-ticket-000000000000001", key=forged)
+    status = call_with_id(gateway, "page-ticket-000000000000001", key=forged).status_code
     return status, ["Refused (401): the API key was not accepted.", "secret presented did not match", "Acme"]
 
 
 def _429(gateway: Gateway, settings: Any) -> tuple[int, list[str]]:
     plan = plan_factory(name="Tiny", chat_rpm=1)
     Subscription.objects.update_or_create(org=gateway.actor.org, defaults={"plan": plan, "since": timezone.now()})
-    _call(gateway, "page-first-0000000000000001")
-    status = _call(gateway, "page-ticket-000000000000001")
+    call_with_id(gateway, "page-first-0000000000000001")
+    status = call_with_id(gateway, "page-ticket-000000000000001").status_code
     return status, ['the "chat" limit of plan Tiny was used up', "1 requests/minute on plan Tiny; it reset"]
 
 
 def _502(gateway: Gateway, settings: Any) -> tuple[int, list[str]]:
-    status = _call(gateway, "page-ticket-000000000000001", headers={"x-sim-status": "500"})
+    status = call_with_id(gateway, "page-ticket-000000000000001", headers={"x-sim-status": "500"}).status_code
     return status, ["Failed (502)", "sim-a", "sim-b", "HTTP 500"]
 
 
 def _504(gateway: Gateway, settings: Any) -> tuple[int, list[str]]:
     settings.PENDRA_EMBEDDINGS_TIMEOUT = 0.5
     body = {"model": "sim-embed", "input": "hi"}
-    status = _call(
+    status = call_with_id(
         gateway, "page-ticket-000000000000001", path="/v1/embeddings", body=body, headers={"x-sim-hang": "1"}
-    )
+    ).status_code
     return status, ["Timed out (504): the embeddings total timeout (0.5 s) hit.", "longer than its 0.5 s limit"]
 
 
 def _200(gateway: Gateway, settings: Any) -> tuple[int, list[str]]:
-    status = _call(gateway, "page-ticket-000000000000001")
+    status = call_with_id(gateway, "page-ticket-000000000000001").status_code
     (usage,) = usage_for("page-ticket-000000000000001")
     return status, [f"billed {usage.total_tokens} tokens", f"Billed {usage.total_tokens} tokens"]
 

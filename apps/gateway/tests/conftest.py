@@ -56,3 +56,25 @@ def usage_for(request_id: str) -> list[UsageRecord]:
     # Give the writer a moment so a missing usage row is not just a late one.
     time.sleep(0.3)
     return list(UsageRecord.objects.filter(request_id=request_id))
+
+
+CHAT_WITH_ID = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 3}
+
+
+def call_with_id(
+    gateway: Gateway,
+    request_id: str,
+    *,
+    key: str | None = None,
+    path: str = "/v1/chat/completions",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST under a client's own X-Request-Id and wait for its record (written off the request path)."""
+    with gateway.http() as http:
+        if key is not None:
+            http.headers["Authorization"] = f"Bearer {key}"
+        response = http.post(path, json=body or CHAT_WITH_ID, headers={"X-Request-Id": request_id, **(headers or {})})
+    assert response.headers["x-request-id"] == request_id
+    record_for(request_id)
+    return response

@@ -16,7 +16,8 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.gateway.tests.conftest import Gateway, record_for, usage_for, wait_for
+from apps.gateway.tests.conftest import Gateway, usage_for, wait_for
+from apps.gateway.tests.conftest import call_with_id as _call
 from apps.keys import tokens
 from apps.keys.services import api_key_revoke
 from apps.plans.models import Subscription
@@ -25,27 +26,6 @@ from apps.requestlog.models import RequestRecord
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CHAT = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 3}
-
-
-def _call(
-    gateway: Gateway,
-    request_id: str,
-    *,
-    key: str | None = None,
-    path: str = "/v1/chat/completions",
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-) -> Any:
-    with gateway.http() as http:
-        if key is not None:
-            http.headers["Authorization"] = f"Bearer {key}"
-        response = http.post(path, json=body or CHAT, headers={"X-Request-Id": request_id, **(headers or {})})
-    assert response.headers["x-request-id"] == request_id
-    record_for(request_id)  # written off the request path: wait for it
-    return response
-
 
 def _lookup(actor: Actor, request_id: str) -> list[dict[str, Any]]:
     response = actor.client().get(f"/api/v1/requests/{request_id}/")
