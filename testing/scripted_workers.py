@@ -24,6 +24,21 @@ Answer = tuple[int, dict[str, str], bytes | Iterable[bytes]]
 Script = Callable[[str, str, dict[str, str], bytes], Answer | None]
 
 MODEL = "scripted-chat"
+SSE = {"Content-Type": "text/event-stream"}
+JSON = {"Content-Type": "application/json"}
+
+
+def sse_chunk(content: str, **extra: Any) -> bytes:
+    """One chat-completion chunk of ``MODEL`` as a server-sent event; ``extra`` adds fields (e.g. usage)."""
+    event = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+        **extra,
+    }
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
 def _default(method: str, path: str) -> Answer:

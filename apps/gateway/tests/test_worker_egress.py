@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from apps.gateway.tests.conftest import Gateway, record_for, usage_for
-from testing.scripted_workers import MODEL
+from testing.scripted_workers import JSON, MODEL, SSE
+from testing.scripted_workers import sse_chunk as _chunk
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,20 +26,6 @@ COMPLETION = {
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
 }
-SSE = {"Content-Type": "text/event-stream"}
-JSON = {"Content-Type": "application/json"}
-
-
-def _chunk(content: str, **extra: Any) -> bytes:
-    event = {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": MODEL,
-        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
-        **extra,
-    }
-    return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
 def _post(live: Any, key: str, body: dict[str, Any], **headers: str) -> httpx.Response:

@@ -17,25 +17,13 @@ import pytest
 from apps.gateway.tests.conftest import Gateway, record_for, usage_for
 from apps.workers.health import health_sweep
 from apps.workers.models import Worker, WorkerState
-from testing.scripted_workers import MODEL
+from testing.scripted_workers import JSON, MODEL, SSE
+from testing.scripted_workers import sse_chunk as _chunk
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHAT = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 3}
 SCRIPTED_CHAT = {**CHAT, "model": MODEL}
-SSE = {"Content-Type": "text/event-stream"}
-JSON = {"Content-Type": "application/json"}
-
-
-def _chunk(content: str) -> bytes:
-    event = {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": MODEL,
-        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
-    }
-    return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
 def _on_inference(answer: Any) -> Any:
