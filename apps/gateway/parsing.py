@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+import django
 from django.conf import settings
 
 from apps.gateway.validation import InvalidRequest, ValidRequest
@@ -33,8 +34,6 @@ Validator = Callable[[bytes, str], ValidRequest]
 
 
 def _start_helper() -> None:
-    import django
-
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pendra_console.settings")
     django.setup()
 
