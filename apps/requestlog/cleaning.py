@@ -10,6 +10,7 @@ cleaned where it is built, so the database never refuses it because of its value
 - integers: a value outside the column's range (or not an integer) is not believed:
   ``NULL`` where the column allows it, else its default;
 - floats: NaN and infinities likewise;
+- decimals (the usage's cost): rounded to the column's places; one it cannot hold becomes its default;
 - token counts are believed together or not at all: one unbelievable count makes the
   whole set unreported (billing never rests on half a worker's report);
 - JSON (the worker trail): every string cleaned as text and cut to
@@ -26,6 +27,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import models
@@ -108,6 +110,7 @@ class RowCleaner:
         self.integers: dict[str, tuple[int, int, Any]] = {}
         self.floats: dict[str, Any] = {}
         self.json: dict[str, models.Field[Any, Any]] = {}
+        self.decimals: dict[str, tuple[Decimal, Decimal, Any]] = {}  # name -> (exponent, bound, fallback)
         for field in model._meta.concrete_fields:
             if field.primary_key:
                 continue
@@ -122,6 +125,10 @@ class RowCleaner:
                 self.floats[field.attname] = default if default is not None or field.null else 0.0
             elif isinstance(field, models.JSONField):
                 self.json[field.attname] = field
+            elif isinstance(field, models.DecimalField):
+                exponent = Decimal(1).scaleb(-field.decimal_places)
+                bound = Decimal(10) ** (field.max_digits - field.decimal_places)
+                self.decimals[field.attname] = (exponent, bound, default)
 
     def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
         clean = dict(row)
@@ -151,6 +158,15 @@ class RowCleaner:
                 continue
             if not isinstance(value, int | float) or not math.isfinite(value):
                 clean[name] = fallback
+        for name, (exponent, bound, fallback) in self.decimals.items():
+            value = clean.get(name)
+            if value is None:
+                continue
+            try:
+                value = Decimal(value).quantize(exponent)
+            except (InvalidOperation, TypeError, ValueError):
+                value = None
+            clean[name] = value if value is not None and value.is_finite() and abs(value) < bound else fallback
         for name, json_field in self.json.items():
             value = clean.get(name)
             if value is None:

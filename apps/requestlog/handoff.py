@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import redis
@@ -55,13 +56,15 @@ def consumer_name() -> str:
 
 
 def encode(record: dict[str, Any], usage: dict[str, Any] | None) -> bytes:
-    # created_at is the only value in a row that JSON does not carry as it is.
+    # created_at and the usage's cost are the values in a row that JSON does not carry as they are.
     return json.dumps([record, usage], default=_iso, separators=(",", ":")).encode()
 
 
 def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)  # exact, unlike a float
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -70,6 +73,8 @@ def decode(raw: bytes) -> Entry:
     for row in (record, usage):
         if row is not None and isinstance(row.get("created_at"), str):
             row["created_at"] = datetime.fromisoformat(row["created_at"])
+    if usage is not None and isinstance(usage.get("cost"), str):
+        usage["cost"] = Decimal(usage["cost"])
     return record, usage
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
 
 # Records outlive the keys, workers and users they name, and are written in bulk
@@ -73,6 +75,9 @@ class UsageRecord(models.Model):
     total_tokens = models.PositiveIntegerField(default=0)
     # Non-token units: images generated, audio requests.
     units = models.PositiveIntegerField(default=0)
+    # What the request cost in USD, priced once when it was billed from the plan's prices
+    # the gateway held then (apps/plans/pricing.py); a later price change never re-prices it.
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
 
     class Meta:
         ordering = ["-created_at", "-id"]
