@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test screenshots scaleout fuzz audit lint lint-check fmt typecheck migrations-check check-deploy bench soak clean
+.PHONY: run test screenshots scaleout fuzz audit lint lint-check fmt typecheck migrations-check check-deploy bench bench-records soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -71,6 +71,10 @@ check-deploy: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/gateway_bench.py
 	$(BIN)/python bench/ops_bench.py
+
+## make bench-records: the console's reads over a million request records (bench/records_bench.py)
+bench-records: $(STAMP)
+	$(BIN)/python bench/records_bench.py $(BENCH_ARGS)
 
 ## make soak: the whole system for SOAK_SECONDS (600) under mixed load and faults, then the books checked
 soak: $(STAMP)
