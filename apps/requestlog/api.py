@@ -19,12 +19,13 @@ from apps.orgs.permissions import IsSupportOrOperator, OrgScopedAPIView
 from apps.requestlog import selectors
 from apps.requestlog.explanations import explain_records
 from apps.requestlog.services import support_lookup
-from pendra_console.api.pagination import paginate, paginated
 from pendra_console.api.serializers import error_responses
 from pendra_console.request_id import REQUEST_ID_SHAPE, is_request_id
 
 TAGS = ["requests and usage"]
 MAX_USAGE_RANGE = timedelta(days=366)
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 
 
 class RecordOutputSerializer(serializers.Serializer):
@@ -136,8 +137,13 @@ class RecordFilterSerializer(serializers.Serializer):
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     status = serializers.IntegerField(required=False, min_value=100, max_value=599)
+    status_class = serializers.ChoiceField(choices=sorted(selectors.STATUS_CLASSES), required=False)
     model = serializers.CharField(required=False, max_length=200)
     route = serializers.CharField(required=False, max_length=200)
+    key = serializers.CharField(required=False, max_length=40, help_text="An API key's public id.")
+    worker = serializers.CharField(required=False, max_length=100, help_text="A worker's name (X-Worker-Name).")
+    cursor = serializers.CharField(required=False, max_length=500, help_text="`next_cursor` of the previous page.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=PAGE_SIZE)
 
 
 def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
@@ -146,20 +152,38 @@ def _query(serializer_class: type[serializers.Serializer], request: Request) -> 
     return dict(serializer.validated_data)
 
 
+class RecordPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page, or null on the last page.")
+    next_cursor = serializers.CharField(allow_null=True)
+    results = RecordOutputSerializer(many=True)
+
+    class Meta:
+        ref_name = "RequestRecordPage"
+
+
 class OrgRequestListView(OrgScopedAPIView):
+    """Newest first, a page at a time by an opaque cursor (never an offset: page 1,000 costs what page 1 does)."""
+
     scope_map = {"GET": Role.MEMBER}
 
     @extend_schema(
         tags=TAGS,
-        summary="The org's request records (members: their own keys' requests)",
+        summary="The org's request log (members: their own keys' requests)",
         parameters=[RecordFilterSerializer],
-        responses={200: paginated(RecordOutputSerializer, "RequestRecord"), **error_responses(400, 403, 404)},
+        responses={200: RecordPageSerializer, **error_responses(400, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
-        records = selectors.records_for_org(
-            org=self.org, role=self.role, user=request.user, **_query(RecordFilterSerializer, request)
-        )
-        return paginate(request=request, view=self, queryset=records, serializer_class=RecordOutputSerializer)
+        query = _query(RecordFilterSerializer, request)
+        cursor, page_size = query.pop("cursor", None), query.pop("page_size")
+        filters = selectors.request_filters_for(role=self.role, user=request.user, **query)
+        page = selectors.org_requests(self.org, filters=filters, cursor=cursor, limit=page_size)
+        next_url = None
+        if page.next_cursor is not None:
+            params = request.query_params.copy()
+            params["cursor"] = page.next_cursor
+            next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+        payload = {"next": next_url, "next_cursor": page.next_cursor, "results": page.records}
+        return Response(RecordPageSerializer(payload).data)
 
 
 class OrgRequestDetailView(OrgScopedAPIView):

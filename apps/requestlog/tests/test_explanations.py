@@ -27,6 +27,7 @@ from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
 def _lookup(actor: Actor, request_id: str) -> list[dict[str, Any]]:
     response = actor.client().get(f"/api/v1/requests/{request_id}/")
     assert response.status_code == 200, response.content
