@@ -185,3 +185,42 @@ class PlatformAuditFilterForm(forms.Form):
         if not self.is_valid():
             return {}
         return {"event_type": self.cleaned_data["action"] or None}
+
+
+# The request log's status filter: a class of codes, or 429 alone (rate limits are the common question).
+STATUS_FILTER_CHOICES = [
+    ("", "Any status"),
+    ("2xx", "2xx success"),
+    ("4xx", "4xx client error"),
+    ("429", "429 rate limited"),
+    ("5xx", "5xx server error"),
+]
+
+
+class RequestLogFilterForm(forms.Form):
+    since = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    status = forms.ChoiceField(label="Status", required=False, choices=STATUS_FILTER_CHOICES)
+    model = forms.CharField(label="Model", required=False, max_length=200)
+    key = forms.ChoiceField(label="API key", required=False)
+    worker = forms.CharField(label="Worker", required=False, max_length=100, help_text="Its X-Worker-Name.")
+
+    def __init__(self, *args: Any, keys: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["key"].choices = [("", "Any key"), *keys]  # type: ignore[attr-defined]
+
+    def filters(self) -> dict[str, Any]:
+        """The selector's filters; an invalid form means no filter, never a 500."""
+        if not self.is_valid():
+            return {}
+        data = self.cleaned_data
+        status = data.get("status") or ""
+        return {
+            "since": timezone.make_aware(datetime.combine(data["since"], time.min)) if data.get("since") else None,
+            "until": _end_of_day(data.get("until")),
+            "status": 429 if status == "429" else None,
+            "status_class": status if status.endswith("xx") else None,
+            "model": data.get("model", "").strip() or None,
+            "key": data.get("key") or None,
+            "worker": data.get("worker", "").strip() or None,
+        }

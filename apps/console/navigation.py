@@ -37,6 +37,8 @@ ORG_SECTIONS = (
     Section("API keys", "console:keys"),
     Section("Members", "console:members"),
     Section("Plan", "console:plan"),
+    # Members see their own keys' requests only (the view narrows the list).
+    Section("Request log", "console:requests"),
     Section("Audit log", "console:audit", min_role=Role.ADMIN),
     Section("Security", "console:org-security", min_role=Role.OWNER),
 )

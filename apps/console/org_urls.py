@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.console import audit_pages, key_pages, member_pages, org_pages, plan_pages, security_pages
+from apps.console import audit_pages, key_pages, member_pages, org_pages, plan_pages, request_pages, security_pages
 
 urlpatterns = [
     path("", org_pages.OrgOverview.as_view(), name="org-overview"),
@@ -25,6 +25,8 @@ urlpatterns = [
     ),
     path("plan/", plan_pages.PlanPage.as_view(), name="plan"),
     path("plan/change/", plan_pages.PlanChange.as_view(), name="plan-change"),
+    path("requests/", request_pages.RequestLog.as_view(), name="requests"),
+    path("requests/<str:request_id>/", request_pages.RequestExplanation.as_view(), name="org-request"),
     path("audit/", audit_pages.AuditLog.as_view(), name="audit"),
     path("security/", security_pages.OrgSecurity.as_view(), name="org-security"),
 ]

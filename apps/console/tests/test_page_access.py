@@ -11,16 +11,18 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.urls import URLPattern, reverse
+from django.utils import timezone
 
 from apps.console import org_urls
 from apps.console.tests.conftest import signed_in
 from apps.orgs.models import Invitation, Membership
+from apps.requestlog.services import write_records
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db
 
 ROLES = ["owner", "admin", "member", "outsider", "support", "operator", "signed out"]
-PAGES = ("org-overview", "keys", "key-detail", "members", "plan", "audit")
+PAGES = ("org-overview", "keys", "key-detail", "members", "plan", "audit", "requests", "org-request")
 OWNER_FORMS = ("org-rename", "org-transfer", "org-delete", "member-invite", "member-role", "member-remove")
 OWNER_FORMS += ("invitation-withdraw", "plan-change", "org-security")
 # GET of each page by each org role; the key page is the member's own key.
@@ -60,6 +62,14 @@ POST = {
 }
 
 
+def _members_request(member: Actor) -> str:
+    """A request made with the member's key: every role of the org may open its explanation."""
+    row = {"uid": "u" * 32, "request_id": "access-table-0000000000000001", "created_at": timezone.now()}
+    row.update(org_id=member.org.pk if member.org else None, user_id=member.user.pk, api_key_id=member.api_key.pk)
+    write_records([{**row, "route": "/v1/models", "method": "GET", "status": 200, "latency_ms": 1.0}], [])
+    return row["request_id"]
+
+
 def _urls(member: Actor, admin: Actor, invitation: tuple[Invitation, str]) -> list[tuple[str, str]]:
     """(url name, path) of every page under /orgs/<slug>/, with real ids of the org's rows."""
     ids = {
@@ -67,6 +77,7 @@ def _urls(member: Actor, admin: Actor, invitation: tuple[Invitation, str]) -> li
         "key_id": member.api_key.pk,  # the member's own key, which the owner and the admin manage too
         "member_id": Membership.objects.get(user=member.user).pk,
         "invitation_id": invitation[0].pk,
+        "request_id": _members_request(member),
     }
     urls = []
     for pattern in org_urls.urlpatterns:
@@ -81,7 +92,7 @@ def test_every_page_answers_each_role_as_the_role_table_says(
     role: str, everyone: dict[str, Any], member: Actor, admin: Actor, invitation: tuple[Invitation, str]
 ) -> None:
     urls = _urls(member, admin, invitation)
-    assert len(urls) == len(org_urls.urlpatterns) >= 17
+    assert len(urls) == len(org_urls.urlpatterns) >= 19
     seen = {}
     for name, path in urls:
         seen[name] = (
