@@ -16,6 +16,11 @@ def membership_for(*, user: Any, slug: str) -> Membership | None:
     return Membership.objects.select_related("org").filter(org__slug=slug, user=user).first()
 
 
+def org_by_slug_for_staff(*, slug: str) -> Organisation | None:
+    """Any org by slug, for Pendra's operators (e.g. a worker dedicated to it); never for an org's own users."""
+    return Organisation.objects.filter(slug=slug).first()
+
+
 def memberships_of(*, user: Any) -> QuerySet[Membership]:
     return Membership.objects.select_related("org").filter(user=user).order_by("org__slug")
 
