@@ -17,8 +17,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.orgs.models import Membership, Organisation, Role
+from apps.requestlog.cursors import Position, encode
 from apps.requestlog.models import RequestRecord
-from apps.requestlog.selectors import records_by_request_id, records_for_org, usage_summary
+from apps.requestlog.selectors import (
+    RequestFilters,
+    org_requests,
+    records_by_request_id,
+    records_for_org,
+    usage_summary,
+)
 
 PAGE = 50
 
@@ -81,10 +88,6 @@ class Reads:
         yield "dashboard page, rendered for the owner", "dashboard", dashboard
 
     def _page(self, before: Any) -> list[RequestRecord]:
-        records = records_for_org(org=self.org, role=Role.OWNER, user=self.owner)
-        if before is not None:
-            from django.db.models import Q
-
-            created_at, pk = before
-            records = records.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
-        return list(records[:PAGE])
+        """A page as the API and the console page get it: the same selector, a signed cursor."""
+        cursor = encode(Position(*before)) if before is not None else None
+        return org_requests(self.org, filters=RequestFilters(), cursor=cursor, limit=PAGE).records
