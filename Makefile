@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test screenshots scaleout fuzz audit lint lint-check fmt typecheck migrations-check check-deploy bench bench-records soak clean
+.PHONY: run test screenshots scaleout fuzz audit lint lint-check fmt typecheck migrations-check check-deploy bench bench-streams bench-records soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -68,9 +68,16 @@ check-deploy: $(STAMP)
 	ALLOWED_HOSTS=console.pendra.example DATABASE_URL=postgres://pendra@db.internal/pendra \
 	REDIS_URL=redis://cache.internal:6379/0 $(BIN)/python manage.py check --deploy --fail-level WARNING
 
+## make bench: the /v1 path beside a bare proxy and the upstream (one interleaved run), the streams bench,
+## and metrics/nginx; each writes its table into bench/README.md
 bench: $(STAMP)
-	$(BIN)/python bench/gateway_bench.py
+	$(BIN)/python bench/side_by_side.py --write --profile bench/profiles/side_by_side.svg
+	$(MAKE) bench-streams
 	$(BIN)/python bench/ops_bench.py
+
+## make bench-streams: 1,000 streams open at once in one web process, then its memory over 200,000 requests
+bench-streams: $(STAMP)
+	$(BIN)/python bench/streams_bench.py --write
 
 ## make bench-records: the console's reads over a million request records (bench/records_bench.py)
 bench-records: $(STAMP)

@@ -38,7 +38,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.gateway_bench import BIG_PLAN, nginx_config, run_wrk, wait_http  # noqa: E402
+from bench.canned import WORKLOADS, nginx_config, wrk  # noqa: E402
+from bench.gateway_bench import BIG_PLAN, wait_http  # noqa: E402
 from bench.ops_bench import group_cpu_seconds  # noqa: E402
 from pendra_console.serving import uvicorn_command  # noqa: E402
 from testing import servers  # noqa: E402
@@ -68,25 +69,29 @@ class Version:
         )
         return done.stdout if capture else ""
 
-    def prepare(self, upstream: str) -> None:
+    def prepare(self, upstream: str, stream_upstream: str) -> None:
         self.manage("migrate", "-v0")
         self.manage("collectstatic", "--noinput", "-v0")
         seeded = json.loads(self.manage("seed_demo", "--json", capture=True))
         self.manage("shell", "-c", BIG_PLAN.format(org=seeded["org"]))
-        self.manage("register_worker", "bench-nginx", upstream, "--models", "bench-chat:chat", "--probe", capture=True)
+        models = "bench-chat:chat,bench-embed:embeddings"
+        self.manage("register_worker", "bench-nginx", upstream, "--models", models, "--probe", capture=True)
+        self.manage(
+            "register_worker", "bench-sse", stream_upstream, "--models", "bench-stream:chat", "--probe", capture=True
+        )
         self.key = seeded["keys"]["owner"]
 
-    def run(self, *, duration: int, connections: int, workdir: str) -> None:
+    def run(self, *, duration: int, connections: int, workdir: str, workload: str) -> None:
         port = servers.free_port()
         command = uvicorn_command(host="127.0.0.1", port=port, workers=1, log_level="warning")
         server = subprocess.Popen(command, cwd=self.tree, env=self.env, start_new_session=True)
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            run_wrk(url, duration=2, connections=connections, headers=headers, workdir=workdir)  # warm
+            route = "embeddings" if workload == "embeddings" else "chat/completions"
+            url, body = f"http://127.0.0.1:{port}/v1/{route}", WORKLOADS[workload]
+            wrk(url, body, key=self.key, duration=2, connections=connections, workdir=workdir, cpu="")  # warm
             before = group_cpu_seconds(server.pid)
-            result = run_wrk(url, duration=duration, connections=connections, headers=headers, workdir=workdir)
+            result = wrk(url, body, key=self.key, duration=duration, connections=connections, workdir=workdir, cpu="")
             spent = group_cpu_seconds(server.pid) - before
         finally:
             server.send_signal(signal.SIGTERM)
@@ -114,6 +119,7 @@ def main() -> None:
     parser.add_argument("--env-a", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--labels", default="A,B")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="chat")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="pendra-ab-")
@@ -142,17 +148,19 @@ def main() -> None:
             Version(label_a, args.tree_a, 0, base_env, pairs(args.env_a)),
             Version(label_b, args.tree_b, 1, base_env, pairs(args.env_b)),
         ]
-        nginx_port = servers.free_port()
-        Path(workdir, "nginx.conf").write_text(nginx_config(nginx_port, workdir))
+        nginx_port, sse_port = servers.free_port(), servers.free_port()
+        Path(workdir, "nginx.conf").write_text(nginx_config(nginx_port, sse_port, workdir))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         nginx_process = subprocess.Popen([nginx, "-c", f"{workdir}/nginx.conf", "-g", "daemon off;"])
         wait_http(f"http://127.0.0.1:{nginx_port}/health")
         for version in versions:
-            version.prepare(f"http://127.0.0.1:{nginx_port}")
+            version.prepare(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{sse_port}")
         load_before = os.getloadavg()[0]
         for _ in range(args.rounds):
             for version in versions:
-                version.run(duration=args.duration, connections=args.connections, workdir=workdir)
+                version.run(
+                    duration=args.duration, connections=args.connections, workdir=workdir, workload=args.workload
+                )
         load_after = os.getloadavg()[0]
     finally:
         if nginx_process is not None:
@@ -166,7 +174,7 @@ def main() -> None:
     print()
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores ({platform.machine()}), one uvicorn process, "
-        f"{args.connections} connections, {args.rounds} alternating rounds of {args.duration} s, "
+        f"{args.connections} connections, {args.workload}, {args.rounds} alternating rounds of {args.duration} s, "
         f"load average {load_before:.1f} → {load_after:.1f}."
     )
     print()
