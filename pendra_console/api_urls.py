@@ -17,4 +17,5 @@ urlpatterns = [
     path("", include("apps.plans.api_urls")),
     path("", include("apps.workers.api_urls")),
     path("", include("apps.requestlog.api_urls")),
+    path("", include("apps.webhooks.api_urls")),
 ]

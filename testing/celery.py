@@ -120,6 +120,17 @@ class CeleryStack:
         self.queue = env["PENDRA_CELERY_QUEUE"]
         self.mail_dir = Path(env["PENDRA_EMAIL_FILE_PATH"])
         self.processes: list[CeleryProcess] = []
+        self._default_queue: str | None = None
+
+    def take_tasks_sent_here(self) -> CeleryStack:
+        """Tasks this test process queues without naming a queue (``delay``, after a commit) go to
+        this stack's queue until teardown; Celery's router reads the default queue at each send."""
+        from pendra_console.celery import app
+
+        if self._default_queue is None:
+            self._default_queue = app.conf.task_default_queue
+        app.conf.task_default_queue = self.queue
+        return self
 
     def worker(self, *, concurrency: int = 2, ready_timeout: float = 30.0) -> CeleryProcess:
         """A prefork worker (the production pool) on this test's queue, started and ready."""
@@ -174,6 +185,11 @@ class CeleryStack:
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
+        if self._default_queue is not None:
+            from pendra_console.celery import app
+
+            app.conf.task_default_queue = self._default_queue
+            self._default_queue = None
 
 
 @pytest.fixture

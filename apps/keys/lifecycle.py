@@ -30,8 +30,10 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit
 from apps.keys.models import ApiKey, ExpiryNotice
-from apps.keys.services import api_key_rotate
+from apps.keys.services import api_key_rotate, key_event_data
 from apps.orgs.selectors import owner_emails
+from apps.webhooks.models import EventType
+from apps.webhooks.services import emit_event
 from pendra_console.api.exceptions import Conflict, PermissionDenied, ValidationError
 
 logger = logging.getLogger("pendra.keys.lifecycle")
@@ -141,6 +143,10 @@ def mark_expired_keys(*, now: datetime | None = None, limit: int = BATCH) -> int
                 continue  # another run recorded it
             reason = "expires_at" if key.expires_at is not None and key.expires_at <= now else "rotation grace ended"
             audit(None, AuditEvent.Type.KEY_EXPIRED, key, data={"prefix": key.prefix, "reason": reason})
+            if key.org is not None:  # once per key: only the run whose update changed the row gets here
+                emit_event(
+                    org=key.org, event=EventType.KEY_EXPIRED, data={"key": key_event_data(key), "reason": reason}
+                )
         marked += 1
     return marked
 
@@ -213,7 +219,18 @@ def send_expiry_notices(*, now: datetime | None = None, limit: int = BATCH) -> i
         try:
             with transaction.atomic():
                 # Insert first: a concurrent run blocks here, then fails the unique constraint and skips.
+                first_notice = not ExpiryNotice.objects.filter(api_key=key).exists()
                 ExpiryNotice.objects.create(api_key=key, days_before=days)
+                if first_notice and key.org is not None:  # key.expiring once per key, with its first notice
+                    emit_event(
+                        org=key.org,
+                        event=EventType.KEY_EXPIRING,
+                        data={
+                            "key": key_event_data(key),
+                            "expires_at": key.expires_at.isoformat(),
+                            "days_before": days,
+                        },
+                    )
                 if recipients:
                     # A failed send raises and rolls the row back, so the next run tries again.
                     _notice_message(key, days, recipients).send(fail_silently=False)

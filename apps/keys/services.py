@@ -22,6 +22,8 @@ from apps.keys.authentication import key_cache
 from apps.keys.models import ApiKey
 from apps.orgs.models import Organisation
 from apps.plans.services import enforce_cap
+from apps.webhooks.models import EventType
+from apps.webhooks.services import emit_event
 from pendra_console.api.exceptions import Conflict, Gone, ValidationError
 
 UPDATABLE_FIELDS = frozenset({"name", "expires_at", "rotate_every_days", "rotation_grace_seconds"})
@@ -36,6 +38,11 @@ def _validate_policy(*, name: str | None, expires_at: datetime | None, grace_sec
         raise ValidationError({"expires_at": "Must be in the future."})
     if grace_seconds is not None and not 0 <= grace_seconds <= MAX_GRACE.total_seconds():
         raise ValidationError({"rotation_grace_seconds": f"Must be between 0 and {int(MAX_GRACE.total_seconds())}."})
+
+
+def key_event_data(key: ApiKey) -> dict[str, Any]:
+    """How a webhook event names a key: never its secret or hash."""
+    return {"id": key.pk, "prefix": key.prefix, "name": key.name, "user_id": key.user_id}
 
 
 def _expired(key: ApiKey, now: datetime) -> bool:
@@ -217,6 +224,17 @@ def api_key_rotate(
             "scheduled": reveal_later,
         },
     )
+    if locked.org is not None:
+        emit_event(
+            org=locked.org,
+            event=EventType.KEY_ROTATED,
+            data={
+                "key": key_event_data(locked),
+                "successor": key_event_data(successor),
+                "grace_until": grace_until.isoformat(),
+                "scheduled": reveal_later,
+            },
+        )
     key_cache.evict_now_and_on_commit(locked.public_id)
     return successor, plaintext
 

@@ -29,6 +29,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import audit
 from apps.orgs.models import Organisation
 from apps.workers.models import ModelKind, Worker, WorkerEvent, WorkerState
+from apps.workers.signals import worker_state_changed
 from apps.workers.validation import WorkerUrlError, validate_worker_url
 from pendra_console.api.exceptions import NotFound, ValidationError
 
@@ -213,6 +214,9 @@ def _change_state(*, worker: Worker, to_state: str, reason: str, actor: Any | No
         AuditEvent.Type.WORKER_STATE_CHANGED,
         worker,
         **{"from": from_state, "to": to_state, "reason": reason[:300]},
+    )
+    worker_state_changed.send(
+        sender=Worker, worker=worker, from_state=from_state, to_state=to_state, reason=reason[:300]
     )
     return True
 

@@ -103,7 +103,7 @@ def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
     return None
 
 
-def _resolve(host: str, port: int) -> list[IPAddress]:
+def _resolve(host: str, port: int, label: str) -> list[IPAddress]:
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
@@ -113,50 +113,53 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
-        raise WorkerUrlError(f"Worker URL host {host!r} does not resolve.") from None
+        raise WorkerUrlError(f"{label} host {host!r} does not resolve.") from None
     addresses: list[IPAddress] = []
     for info in infos:
         # The scope suffix of a link-local IPv6 address ("fe80::1%eth0") is not part of the address.
         raw = str(info[4][0]).split("%", 1)[0]
         addresses.append(ipaddress.ip_address(raw))
     if not addresses:
-        raise WorkerUrlError(f"Worker URL host {host!r} does not resolve.")
+        raise WorkerUrlError(f"{label} host {host!r} does not resolve.")
     return addresses
 
 
-def validate_worker_url(raw: str, *, allow_private: bool | None = None) -> str:
-    """The normalised URL (lower-case scheme and host, no trailing slash) or :class:`WorkerUrlError`."""
+def validate_worker_url(raw: str, *, allow_private: bool | None = None, label: str = "Worker URL") -> str:
+    """The normalised URL (lower-case scheme and host, no trailing slash) or :class:`WorkerUrlError`.
+
+    ``label`` names the URL in the messages: webhook endpoints are held to the same rules.
+    """
     if allow_private is None:
         allow_private = settings.PENDRA_ALLOW_PRIVATE_WORKER_URLS
     url = (raw or "").strip()
     if not url:
-        raise WorkerUrlError("Worker URL is required.")
+        raise WorkerUrlError(f"{label} is required.")
     if len(url) > MAX_URL_LENGTH:
-        raise WorkerUrlError(f"Worker URL is longer than {MAX_URL_LENGTH} characters.")
+        raise WorkerUrlError(f"{label} is longer than {MAX_URL_LENGTH} characters.")
     if any(ord(char) < 33 for char in url):
-        raise WorkerUrlError("Worker URL must not contain spaces or control characters.")
+        raise WorkerUrlError(f"{label} must not contain spaces or control characters.")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise WorkerUrlError(f"Worker URL is malformed: {exc}.") from None
+        raise WorkerUrlError(f"{label} is malformed: {exc}.") from None
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         shown = f"{scheme}://" if scheme else "no scheme"
-        raise WorkerUrlError(f"Worker URL must use http:// or https://, not {shown}.")
+        raise WorkerUrlError(f"{label} must use http:// or https://, not {shown}.")
     if "@" in parts.netloc:
-        raise WorkerUrlError("Worker URL must not contain credentials (user:password@).")
+        raise WorkerUrlError(f"{label} must not contain credentials (user:password@).")
     host = (parts.hostname or "").lower().rstrip(".")
     if not host:
-        raise WorkerUrlError("Worker URL must name a host.")
+        raise WorkerUrlError(f"{label} must name a host.")
     if parts.query or parts.fragment:
-        raise WorkerUrlError("Worker URL must not have a query string or fragment.")
+        raise WorkerUrlError(f"{label} must not have a query string or fragment.")
     if host in METADATA_HOSTS:
-        raise WorkerUrlError(f"Worker URL host {host} is a cloud metadata endpoint.")
-    for address in _resolve(host, port or (443 if scheme == "https" else 80)):
+        raise WorkerUrlError(f"{label} host {host} is a cloud metadata endpoint.")
+    for address in _resolve(host, port or (443 if scheme == "https" else 80), label):
         problem = address_problem(address, allow_private=allow_private)
         if problem is not None:
-            raise WorkerUrlError(f"Worker URL host {host} is not allowed: {problem}.")
+            raise WorkerUrlError(f"{label} host {host} is not allowed: {problem}.")
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc += f":{port}"

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "apps.keys",
     "apps.plans",
     "apps.workers",
+    "apps.webhooks",
     "apps.requestlog",
     "apps.gateway",
     "apps.accounts",

@@ -9,7 +9,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 from pendra_console.env import env_bool, env_float, env_int, env_list, env_networks
 from pendra_console.settings.base import DEBUG, SECRET_KEY
-from pendra_console.settings.broker import PENDRA_KEY_LIFECYCLE_INTERVAL, PENDRA_RETENTION_INTERVAL, REDIS_URL
+from pendra_console.settings.broker import (
+    CELERY_VISIBILITY_TIMEOUT,
+    PENDRA_KEY_LIFECYCLE_INTERVAL,
+    PENDRA_RETENTION_INTERVAL,
+    REDIS_URL,
+)
 
 # Keys: the pepper makes a leaked hash table useless without the server's secret.
 # PENDRA_KEY_PEPPERS lists several, newest first: new keys are hashed with the first, and a
@@ -124,6 +129,22 @@ CELERY_BEAT_SCHEDULE.update(
         },
     }
 )
+
+# Webhooks (apps/webhooks): each delivery is tried up to PENDRA_WEBHOOK_MAX_ATTEMPTS times, waiting
+# RETRY_BASE seconds after the first failure and doubling, at most RETRY_MAX (kept far below the
+# broker's visibility timeout); each attempt's HTTP exchange may last PENDRA_WEBHOOK_TIMEOUT seconds.
+PENDRA_WEBHOOK_MAX_ATTEMPTS = env_int("PENDRA_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+PENDRA_WEBHOOK_RETRY_BASE_SECONDS = env_float("PENDRA_WEBHOOK_RETRY_BASE_SECONDS", 30.0, minimum=0.0)
+PENDRA_WEBHOOK_RETRY_MAX_SECONDS = env_float("PENDRA_WEBHOOK_RETRY_MAX_SECONDS", 900.0, minimum=0.0)
+PENDRA_WEBHOOK_TIMEOUT = env_float("PENDRA_WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+if PENDRA_WEBHOOK_RETRY_MAX_SECONDS >= CELERY_VISIBILITY_TIMEOUT:
+    # Redis hands a message whose countdown outlasts the visibility timeout to a second worker.
+    raise ImproperlyConfigured("PENDRA_WEBHOOK_RETRY_MAX_SECONDS must be below PENDRA_CELERY_VISIBILITY_TIMEOUT")
+CELERY_BEAT_SCHEDULE["webhooks-send-stale"] = {
+    "task": "webhooks.send_stale",
+    "schedule": 60.0,
+    "options": {"expires": 60.0},
+}
 
 # /metrics (Prometheus): callers from these networks, or with this bearer token, may scrape.
 # PENDRA_METRICS=0 stops the gateway counting (the bench compares both).

@@ -329,6 +329,7 @@ def test_every_periodic_task_finishes_well_inside_the_brokers_visibility_timeout
         "keys.rotate_due",
         "keys.expire_and_notify",
         "requestlog.delete_expired",
+        "webhooks.send_stale",
     }
     for name in scheduled:
         task = app.tasks[name]
