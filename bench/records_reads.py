@@ -21,10 +21,11 @@ from apps.requestlog.cursors import Position, encode
 from apps.requestlog.models import RequestRecord
 from apps.requestlog.selectors import (
     RequestFilters,
+    org_dashboard,
     org_requests,
     records_by_request_id,
     records_for_org,
-    usage_summary,
+    usage_report,
 )
 
 PAGE = 50
@@ -69,14 +70,13 @@ class Reads:
         yield "request list, first page", "list", lambda: self._page(None)
         yield "request list, deep page (half-way)", "list", lambda: self._page(self.deep_before)
         now = timezone.now()
-        for group_by in ("day", "model"):
+        for group_by in ("day", "model", "key", "member"):
             yield (
                 f"30-day usage report by {group_by}",
                 "report",
-                lambda group_by=group_by: usage_summary(
-                    org=self.org, since=now - timedelta(days=30), until=now, group_by=group_by
-                ),
+                lambda group_by=group_by: usage_report(self.org, group_by, now - timedelta(days=30), now),
             )
+        yield "dashboard data (org_dashboard)", "dashboard", lambda: org_dashboard(self.org)
         client = Client()
         client.force_login(self.owner)
         url = reverse("console:org-overview", kwargs={"slug": self.org.slug})

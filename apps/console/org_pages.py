@@ -17,7 +17,7 @@ from apps.orgs import selectors as org_selectors
 from apps.orgs import services as org_services
 from apps.orgs.models import Role, role_at_least
 from apps.plans.selectors import subscription_for_org
-from apps.requestlog.selectors import usage_summary
+from apps.requestlog.selectors import usage_report
 
 
 class OrgOverview(OrgPage):
@@ -32,8 +32,9 @@ class OrgOverview(OrgPage):
     def render_overview(self, **forms: Any) -> HttpResponse:
         now = timezone.now()
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        totals, _ = usage_summary(org=self.org, since=month_start, until=now, group_by="model")
         own_keys_only = not role_at_least(self.role, Role.ADMIN)
+        member = self.request.user if own_keys_only else None
+        usage = usage_report(self.org, "model", month_start, now, member=member)
         owner = OrgRename.allows(self.role)
         context = self.base_context(
             subscription=subscription_for_org(self.org.pk),
@@ -43,7 +44,7 @@ class OrgOverview(OrgPage):
             ),
             own_keys_only=own_keys_only,
             month_start=month_start,
-            usage=totals,
+            usage=usage.totals,
             can={"rename": owner, "transfer": OrgTransfer.allows(self.role), "delete": OrgDelete.allows(self.role)},
         )
         if owner:

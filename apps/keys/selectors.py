@@ -46,3 +46,15 @@ def keys_by_public_id(public_ids: set[str]) -> dict[str, ApiKey]:
         return {}
     keys = ApiKey.objects.select_related("org", "user").filter(public_id__in=public_ids)
     return {key.public_id: key for key in keys}
+
+
+def key_user_ids(key_ids: set[int]) -> dict[int, int]:
+    """Each key's user, by key id: whose usage a key's billed requests are, for the roll-ups."""
+    if not key_ids:
+        return {}
+    return dict(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", "user_id"))
+
+
+def org_keys_by_id(*, org: Organisation, key_ids: set[int]) -> dict[int, ApiKey]:
+    """The org's keys among these ids (revoked ones too: reports name the keys that were used)."""
+    return ApiKey.objects.filter(org=org).in_bulk(key_ids - {0}) if key_ids else {}

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
@@ -23,7 +21,6 @@ from pendra_console.api.serializers import error_responses
 from pendra_console.request_id import REQUEST_ID_SHAPE, is_request_id
 
 TAGS = ["requests and usage"]
-MAX_USAGE_RANGE = timedelta(days=366)
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
@@ -201,57 +198,6 @@ class OrgRequestDetailView(OrgScopedAPIView):
         if not records:
             raise NotFound(f"No request {request_id} in this organisation.")
         return Response(ExplainedRecordSerializer(explain_records(records), many=True).data)
-
-
-class UsageQuerySerializer(serializers.Serializer):
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
-    group_by = serializers.ChoiceField(choices=["day", "model"], default="day")
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        until = attrs.get("until") or timezone.now()
-        since = attrs.get("since") or until - timedelta(days=30)
-        if since >= until:
-            raise ValidationError({"since": "must be before until."})
-        if until - since > MAX_USAGE_RANGE:
-            raise ValidationError({"since": "the range may span at most 366 days."})
-        return {**attrs, "since": since, "until": until}
-
-
-class UsageRowSerializer(serializers.Serializer):
-    day = serializers.DateTimeField(required=False)
-    model = serializers.CharField(required=False)
-    requests = serializers.IntegerField()
-    prompt_tokens = serializers.IntegerField()
-    completion_tokens = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
-    units = serializers.IntegerField()
-
-
-class UsageOutputSerializer(serializers.Serializer):
-    since = serializers.DateTimeField()
-    until = serializers.DateTimeField()
-    group_by = serializers.CharField()
-    totals = UsageRowSerializer()
-    rows = UsageRowSerializer(many=True)
-
-
-class OrgUsageView(OrgScopedAPIView):
-    scope_map = {"GET": Role.MEMBER}
-
-    @extend_schema(
-        tags=TAGS,
-        summary="Billed usage (successful requests only), by day or by model",
-        parameters=[UsageQuerySerializer],
-        responses={200: UsageOutputSerializer, **error_responses(400, 403, 404)},
-    )
-    def get(self, request: Request, slug: str) -> Response:
-        query = _query(UsageQuerySerializer, request)
-        totals, rows = selectors.usage_summary(
-            org=self.org, since=query["since"], until=query["until"], group_by=query["group_by"]
-        )
-        payload = {**query, "totals": totals, "rows": rows}
-        return Response(UsageOutputSerializer(payload).data)
 
 
 class RequestLookupView(APIView):

@@ -54,7 +54,11 @@ class RequestRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["org", "-created_at"], name="record_org_time")]
+        indexes = [
+            models.Index(fields=["org", "-created_at"], name="record_org_time"),
+            # The dashboard's recent failures: a walk down this small index, however many successes.
+            models.Index(fields=["org", "-created_at"], name="record_org_failed", condition=models.Q(status__gte=400)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.method} {self.route} {self.status}"
@@ -85,3 +89,57 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} {self.total_tokens}"
+
+
+class UsageRollup(models.Model):
+    """Billed usage per org, model, key, the key's user and hour: what usage reports read.
+
+    Kept exact by the record writer (:mod:`apps.requestlog.rollups`): incremented in the
+    transaction that inserts the usage rows, and only by the rows that transaction really
+    inserted, so a replayed batch counts nothing twice. ``manage.py rebuild_rollups``
+    recomputes it from the usage rows.
+    """
+
+    org = models.ForeignKey("orgs.Organisation", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    hour = models.DateTimeField()
+    model = models.CharField(max_length=200)
+    # 0 for "none": a unique constraint holds NULLs distinct, which would split one row in two.
+    # The user is the key's, taken when the usage was written (for reports "by member").
+    api_key_id = models.BigIntegerField(default=0)
+    user_id = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    units = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "hour", "model", "api_key_id", "user_id"], name="usage_rollup_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id} {self.hour:%Y-%m-%d %H}h {self.model} {self.total_tokens}"
+
+
+class RequestRollup(models.Model):
+    """Inference requests (``/v1``) per org, the key's user, hour and status class (2 for 2xx, ...).
+
+    What the dashboard counts requests and errors from (usage counts successes only). Kept
+    like :class:`UsageRollup`: in the transaction that inserts the records, once per record.
+    """
+
+    org = models.ForeignKey("orgs.Organisation", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    hour = models.DateTimeField()
+    user_id = models.BigIntegerField(default=0)
+    status_class = models.PositiveSmallIntegerField()
+    requests = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "hour", "user_id", "status_class"], name="request_rollup_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id} {self.hour:%Y-%m-%d %H}h {self.status_class}xx {self.requests}"

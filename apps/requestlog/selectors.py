@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay
+from django.utils import timezone
 
+from apps.keys.selectors import org_keys_by_id
 from apps.orgs.models import Organisation, Role, role_at_least
+from apps.plans.limit_decision import REQUEST_BUCKETS, STREAMS_BUCKET, TOKEN_BUCKETS
+from apps.plans.limits import current_use
+from apps.plans.selectors import plan_for_org
 from apps.requestlog import cursors
-from apps.requestlog.models import RequestRecord, UsageRecord
+from apps.requestlog.models import RequestRecord, RequestRollup, UsageRollup
+from apps.requestlog.rollups import INFERENCE_PREFIX, USAGE_SUMS, hour_of
 
 
 def records_for_org(*, org: Organisation, role: str, user: Any) -> QuerySet[RequestRecord]:
@@ -38,27 +46,6 @@ def org_records_by_request_id(*, org: Organisation, role: str, user: Any, reques
     return list(records.select_related("org", "api_key__user", "user")[:MAX_MATCHES])
 
 
-def usage_summary(
-    *, org: Organisation, since: datetime, until: datetime, group_by: str
-) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Billed usage of an org between two instants: totals, and rows by day or by model."""
-    usage = UsageRecord.objects.filter(org=org, created_at__gte=since, created_at__lt=until)
-    sums = {
-        "requests": Count("id"),
-        "prompt_tokens": Sum("prompt_tokens"),
-        "completion_tokens": Sum("completion_tokens"),
-        "total_tokens": Sum("total_tokens"),
-        "units": Sum("units"),
-    }
-    totals = {name: value or 0 for name, value in usage.aggregate(**sums).items()}
-    if group_by == "model":
-        rows = usage.values("model").annotate(**sums).order_by("model")
-    else:
-        rows = usage.annotate(day=TruncDay("created_at")).values("day").annotate(**sums).order_by("day")
-    return totals, [{name: (value or 0) if name in sums else value for name, value in row.items()} for row in rows]
-
-
-# The request log's status classes: each a half-open range of status codes.
 STATUS_CLASSES = {"2xx": (200, 300), "3xx": (300, 400), "4xx": (400, 500), "5xx": (500, 600)}
 
 
@@ -150,3 +137,159 @@ def requests_per_worker(*, since: datetime) -> dict[str, int]:
         .order_by()
     )
     return {str(row["worker_id"]): row["count"] for row in rows}
+
+
+GROUPINGS = ("day", "model", "key", "member")
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Billed usage between two whole hours: totals, and one row per day, model, key or member.
+
+    Every row has ``label`` (what it is in words) beside its group's own fields and the sums
+    (``requests``, the token counts, ``units``, ``cost``); the API and its CSV render the same rows.
+    """
+
+    since: datetime
+    until: datetime
+    group_by: str
+    totals: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+
+def hour_floor(moment: datetime) -> datetime:
+    return hour_of(moment)
+
+
+def hour_ceil(moment: datetime) -> datetime:
+    floor = hour_of(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def _sums() -> dict[str, Sum]:
+    return {name: Sum(name) for name in USAGE_SUMS}
+
+
+def _zeros(row: dict[str, Any]) -> dict[str, Any]:
+    # An empty group sums to NULL; a report says 0.
+    return {**row, **{name: row.get(name) or (Decimal(0) if name == "cost" else 0) for name in USAGE_SUMS}}
+
+
+def usage_report(
+    org: Organisation, group_by: str, since: datetime, until: datetime, *, member: Any = None
+) -> UsageReport:
+    """The org's billed usage from its hourly roll-up (never the raw records), the range widened
+    to whole hours (``since`` down, ``until`` up). ``member``: only that user's keys' usage."""
+    since, until = hour_floor(since), hour_ceil(until)
+    rollup = UsageRollup.objects.filter(org=org, hour__gte=since, hour__lt=until)
+    if member is not None:
+        rollup = rollup.filter(user_id=member.pk)
+    totals = _zeros(rollup.aggregate(**_sums()))
+    if group_by == "day":
+        grouped = rollup.annotate(day=TruncDay("hour", tzinfo=UTC)).values("day").annotate(**_sums()).order_by("day")
+        rows = [{**_zeros(row), "day": row["day"].date(), "label": row["day"].date().isoformat()} for row in grouped]
+    elif group_by == "model":
+        grouped = rollup.values("model").annotate(**_sums()).order_by("-total_tokens", "model")
+        rows = [{**_zeros(row), "label": row["model"]} for row in grouped]
+    elif group_by == "key":
+        grouped = list(rollup.values("api_key_id").annotate(**_sums()).order_by("-total_tokens", "api_key_id"))
+        keys = org_keys_by_id(org=org, key_ids={row["api_key_id"] for row in grouped})
+        rows = [
+            {"key_id": row["api_key_id"] or None, "label": _key_label(keys.get(row["api_key_id"])), **_zeros(row)}
+            for row in grouped
+        ]
+    else:
+        grouped = list(rollup.values("user_id").annotate(**_sums()).order_by("-total_tokens", "user_id"))
+        users = get_user_model().objects.in_bulk({row["user_id"] for row in grouped})
+        rows = [
+            {"member_id": row["user_id"] or None, "label": _user_label(users.get(row["user_id"])), **_zeros(row)}
+            for row in grouped
+        ]
+    return UsageReport(since=since, until=until, group_by=group_by, totals=totals, rows=rows)
+
+
+def _key_label(key: Any) -> str:
+    return f"{key.name} ({key.prefix})" if key is not None else "(no key)"
+
+
+def _user_label(user: Any) -> str:
+    return user.email or user.get_username() if user is not None else "(no member)"
+
+
+@dataclass(frozen=True)
+class BucketLevel:
+    """One rate-limit bucket right now: what the org used of it this minute (None: unknown)."""
+
+    bucket: str
+    limit: int
+    used: int | None
+
+    @property
+    def percent(self) -> int | None:
+        if self.used is None or self.limit <= 0:
+            return None
+        return min(100, round(self.used * 100 / self.limit))
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    now: datetime
+    hourly: list[dict[str, Any]]  # 24 hours, oldest first: hour, requests, errors
+    daily: list[dict[str, Any]]  # 30 days, oldest first: day, requests, errors
+    tokens_by_model: list[dict[str, Any]]  # the last 30 days, most tokens first
+    buckets: list[BucketLevel]
+    recent_failures: list[RequestRecord]
+
+
+RECENT_FAILURES = 10
+
+
+def bucket_levels(org: Organisation) -> list[BucketLevel]:
+    """Each bucket's limit and current use, read from the live counters without counting anything."""
+    plan = plan_for_org(org.pk)
+    use = current_use(org_id=org.pk)
+    levels = [BucketLevel(kind, getattr(plan, field), use.get(kind)) for kind, field in REQUEST_BUCKETS.items()]
+    levels += [BucketLevel(bucket, getattr(plan, field), use.get(bucket)) for bucket, field in TOKEN_BUCKETS.values()]
+    return [*levels, BucketLevel(STREAMS_BUCKET, plan.concurrent_streams, use.get(STREAMS_BUCKET))]
+
+
+def org_dashboard(org: Organisation, now: datetime | None = None, *, member: Any = None) -> Dashboard:
+    """Requests and errors over 24 hours and 30 days, tokens by model, the buckets' levels and the
+    latest failed inference requests; from the roll-ups, so its cost does not grow with the records.
+    ``member``: only that user's keys' requests (the buckets are the org's)."""
+    now = now or timezone.now()
+    this_hour = hour_floor(now)
+    first_hour = this_hour - timedelta(hours=23)
+    today = this_hour.replace(hour=0)
+    first_day = today - timedelta(days=29)
+    requests = RequestRollup.objects.filter(org=org, hour__gte=first_day, hour__lt=this_hour + timedelta(hours=1))
+    usage = UsageRollup.objects.filter(org=org, hour__gte=first_day, hour__lt=this_hour + timedelta(hours=1))
+    failures = RequestRecord.objects.filter(org=org, status__gte=400, route__startswith=INFERENCE_PREFIX)
+    if member is not None:
+        requests = requests.filter(user_id=member.pk)
+        usage = usage.filter(user_id=member.pk)
+        failures = failures.filter(user_id=member.pk)
+    # Named apart from the column: an annotation named "requests" would shadow it for the second sum.
+    counts = {"answered": Sum("requests"), "errors": Sum("requests", filter=Q(status_class__gte=4))}
+    by_hour = {
+        row["hour"]: row for row in requests.filter(hour__gte=first_hour).values("hour").annotate(**counts).order_by()
+    }
+    by_day = {
+        row["day"]: row
+        for row in requests.annotate(day=TruncDay("hour", tzinfo=UTC)).values("day").annotate(**counts).order_by()
+    }
+    hours = [first_hour + timedelta(hours=n) for n in range(24)]
+    days = [first_day + timedelta(days=n) for n in range(30)]
+    tokens = usage.values("model").annotate(**_sums()).order_by("-total_tokens", "model")
+    return Dashboard(
+        now=now,
+        hourly=[{"hour": hour, **_counts(by_hour.get(hour))} for hour in hours],
+        daily=[{"day": day.date(), **_counts(by_day.get(day))} for day in days],
+        tokens_by_model=[_zeros(row) for row in tokens],
+        buckets=bucket_levels(org),
+        recent_failures=list(failures.select_related("api_key").order_by("-created_at", "-id")[:RECENT_FAILURES]),
+    )
+
+
+def _counts(row: dict[str, Any] | None) -> dict[str, int]:
+    return {"requests": (row or {}).get("answered") or 0, "errors": (row or {}).get("errors") or 0}

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import Ref, audit
-from apps.requestlog import selectors
+from apps.requestlog import rollups, selectors
 from apps.requestlog.explanations import Explanation, explain_records
 from apps.requestlog.models import RequestRecord
 from apps.requestlog.recorder import recorder
@@ -34,6 +34,7 @@ __all__ = [
     "TokenUsage",
     "delete_expired_records",
     "record_request",
+    "rollups_rebuild",
     "support_lookup",
     "write_records",
 ]
@@ -174,6 +175,12 @@ def record_request(
             # writer keeps the rows and writes them when it is back, rather than losing them here.
             recorder.submit(record, billed)
     return RecordRows(record, billed)
+
+
+@transaction.atomic
+def rollups_rebuild() -> tuple[int, int]:
+    """Recompute the hourly roll-ups from the records (:func:`apps.requestlog.rollups.rebuild`)."""
+    return rollups.rebuild()
 
 
 @transaction.atomic

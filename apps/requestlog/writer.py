@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, models, transaction
 
+from apps.requestlog import rollups
 from apps.requestlog.cleaning import TOKEN_FIELDS, RowCleaner
 from apps.requestlog.models import RequestRecord, UsageRecord
 
@@ -24,12 +25,13 @@ class _Table:
     The gateway hands over plain dicts; turning each into a model instance for
     ``bulk_create`` cost more CPU than the rest of a request (bench/README.md). On
     PostgreSQL rows go in with COPY; elsewhere, and for a batch partly written before,
-    with ``INSERT ... ON CONFLICT DO NOTHING`` (psycopg pipelines ``executemany``), whose
+    with ``INSERT ... ON CONFLICT DO NOTHING``, whose
     datetimes pass through the backend's own adapter so SQLite stores what the ORM would.
     """
 
-    def __init__(self, model: type[models.Model]) -> None:
+    def __init__(self, model: type[models.Model], unique: str) -> None:
         self.model = model
+        self.unique = unique  # the column that makes a replayed row a conflict
         fields = [field for field in model._meta.concrete_fields if not field.primary_key]
         self.columns = [field.attname for field in fields]
         self.datetime_columns = {field.attname for field in fields if isinstance(field, models.DateTimeField)}
@@ -57,27 +59,40 @@ class _Table:
             for row in rows:
                 copy.write_row(self._values(row))
 
-    def insert(self, rows: list[Mapping[str, Any]]) -> None:
+    def insert(self, rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """``INSERT ... ON CONFLICT DO NOTHING RETURNING`` the unique key: the rows really inserted.
+
+        What the roll-ups add (apps/requestlog/rollups.py): a row written before is not
+        returned, so a replay counts nothing twice.
+        """
         quote = connection.ops.quote_name
         # Identifiers come from the model's own metadata, quoted; every value is a parameter.
         table = quote(self.model._meta.db_table)
         columns = ", ".join(quote(column) for column in self.columns)
-        placeholders = ", ".join(["%s"] * len(self.columns))
-        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"  # noqa: S608
+        placeholders = "(" + ", ".join(["%s"] * len(self.columns)) + ")"
         adapt = connection.ops.adapt_datetimefield_value
-        params = [
-            [
-                adapt(value) if column in self.datetime_columns else value
-                for column, value in zip(self.columns, values, strict=True)
-            ]
-            for values in map(self._values, rows)
-        ]
+        step = max(1, (connection.features.max_query_params or 65535) // len(self.columns))
+        inserted: set[str] = set()
         with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
+            for start in range(0, len(rows), step):
+                chunk = rows[start : start + step]
+                params = [
+                    adapt(value) if column in self.datetime_columns else value
+                    for values in map(self._values, chunk)
+                    for column, value in zip(self.columns, values, strict=True)
+                ]
+                values = ", ".join([placeholders] * len(chunk))
+                sql = (
+                    f"INSERT INTO {table} ({columns}) VALUES {values} "  # noqa: S608
+                    f"ON CONFLICT DO NOTHING RETURNING {quote(self.unique)}"
+                )
+                cursor.execute(sql, params)
+                inserted.update(uid for (uid,) in cursor.fetchall())
+        return [row for row in rows if row.get(self.unique) in inserted]
 
 
-_records = _Table(RequestRecord)
-_usages = _Table(UsageRecord)
+_records = _Table(RequestRecord, "uid")
+_usages = _Table(UsageRecord, "request_uid")
 
 
 # record_request cleans every row with these, so the values a client or a worker chose
@@ -113,15 +128,19 @@ def write_records(
         raise
     except Exception:
         logger.warning("a record batch of %d was refused; writing it row by row", len(record_rows) + len(usage_rows))
-    return _write_each(_records, record_rows), _write_each(_usages, usage_rows)
+    return _write_each(_records, record_rows, record_rows), _write_each(_usages, usage_rows, record_rows)
 
 
-def _write_each(table: _Table, rows: list[Mapping[str, Any]]) -> int:
+def _write_each(table: _Table, rows: list[Mapping[str, Any]], batch: list[Mapping[str, Any]]) -> int:
     written = 0
     for row in rows:
         try:
             with transaction.atomic():
-                table.insert([row])
+                inserted = table.insert([row])
+                if table is _records:
+                    rollups.add_written(inserted, [])
+                else:
+                    rollups.add_written([], inserted, batch=batch)
         except UNREACHABLE:
             raise
         except Exception as exc:
@@ -139,16 +158,20 @@ def _write_each(table: _Table, rows: list[Mapping[str, Any]]) -> int:
 
 
 def _write_batch(record_rows: list[Mapping[str, Any]], usage_rows: list[Mapping[str, Any]]) -> tuple[int, int]:
+    # The roll-ups are added in the same transaction as the rows, from the rows inserted only.
     if connection.vendor == "postgresql":
         try:
             with transaction.atomic():
                 _records.copy(record_rows)
                 _usages.copy(usage_rows)
+                # COPY wrote every row or raised: all of them are new.
+                rollups.add_written(record_rows, usage_rows, batch=record_rows)
         except IntegrityError:
             logger.warning("a record batch was partly written before; writing the rest row by row")
         else:
             return len(record_rows), len(usage_rows)
     with transaction.atomic():
-        _records.insert(record_rows)
-        _usages.insert(usage_rows)
+        new_records = _records.insert(record_rows)
+        new_usages = _usages.insert(usage_rows)
+        rollups.add_written(new_records, new_usages, batch=record_rows)
     return len(record_rows), len(usage_rows)

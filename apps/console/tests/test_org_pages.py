@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from apps.console.tests.conftest import signed_in
 from apps.orgs.models import Membership, Organisation, Role
-from apps.requestlog.models import UsageRecord
+from apps.requestlog.writer import write_records
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db
@@ -16,18 +16,23 @@ ORG = "/orgs/acme/"
 
 
 def test_the_overview_shows_plan_members_keys_and_this_months_use(owner: Actor, member: Actor) -> None:
-    # A billed success as the gateway's recorder writes it (the browser test bills one for real).
-    UsageRecord.objects.create(
-        request_uid="u1",
-        request_id="req_1",
-        org=owner.org,
-        api_key=owner.api_key,
-        route="/v1/chat/completions",
-        model="sim-chat",
-        prompt_tokens=3,
-        completion_tokens=4,
-        total_tokens=7,
-        created_at=timezone.now(),
+    # A billed success as the gateway's recorder writes it, roll-up included (the browser test bills one for real).
+    write_records(
+        [],
+        [
+            {
+                "request_uid": "u1",
+                "request_id": "req_1",
+                "org_id": owner.org.pk,
+                "api_key_id": owner.api_key.pk,
+                "route": "/v1/chat/completions",
+                "model": "sim-chat",
+                "prompt_tokens": 3,
+                "completion_tokens": 4,
+                "total_tokens": 7,
+                "created_at": timezone.now(),
+            }
+        ],
     )
 
     page = signed_in(owner).get(ORG).content.decode()
