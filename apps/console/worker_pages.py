@@ -130,7 +130,7 @@ class WorkerDrain(WorkerAction):
 
 class WorkerUndrain(WorkerAction):
     action = services.worker_undrain
-    done = "{name} is back in service ({state})."
+    done = "Undrained {name}: back in service ({state})."
 
 
 class WorkerDisable(WorkerAction):
