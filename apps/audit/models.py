@@ -30,6 +30,7 @@ class AuditEvent(models.Model):
         KEY_EXPIRED = "key.expired"
         PLAN_CHANGED = "plan.changed"
         PLAN_EDITED = "plan.edited"
+        BUDGET_CHANGED = "budget.changed"
         WORKER_REGISTERED = "worker.registered"
         WORKER_CHANGED = "worker.changed"
         WORKER_STATE_CHANGED = "worker.state_changed"

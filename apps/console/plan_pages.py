@@ -49,6 +49,7 @@ class PlanPage(OrgPage):
     def get(self, request: HttpRequest, slug: str) -> HttpResponse:
         subscription = selectors.subscription_for_org(self.org.pk)
         plan = subscription.plan
+        limits = selectors.effective_limits(subscription)  # an operator's per-org overrides included
         use = current_use(org_id=self.org.pk)
         use["keys"] = org_usable_key_count(org=self.org)
         use["members"] = org_members(org=self.org).count()
@@ -56,7 +57,7 @@ class PlanPage(OrgPage):
         rows = [
             {
                 "bucket": bucket,
-                "limit": getattr(plan, bucket.field),
+                "limit": limits[bucket.field],
                 "used": use.get(bucket.use_key),
                 "offers": [getattr(offer, bucket.field) for offer in catalogue],
             }

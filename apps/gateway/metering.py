@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +32,8 @@ from apps.gateway.routes import Route
 from apps.gateway.validation import InvalidRequest, ValidRequest
 from apps.plans import limits_async
 from apps.plans.limit_decision import Admission
+from apps.plans.pricing import ZERO, cost_of, price_for, spend_units
+from apps.plans.selectors import plan_for_org_async
 from apps.requestlog import handoff
 from apps.requestlog.services import LimitHit, RecordRows, TokenUsage, record_request
 from pendra_console.request_id import log_access
@@ -37,7 +41,10 @@ from pendra_console.request_id import log_access
 
 async def admit(exchange: Exchange, *, org_id: int, route: Route, valid: ValidRequest) -> bool:
     """Count the request against the org's plan; False once the 429 (or 400) has been sent."""
-    admission = await limits_async.admit(org_id=org_id, kind=route.kind, streaming=valid.stream, bound=valid.bound)
+    key_id = exchange.principal.key_id if exchange.principal is not None else None
+    admission = await limits_async.admit(
+        org_id=org_id, kind=route.kind, streaming=valid.stream, bound=valid.bound, key_id=key_id
+    )
     if admission.status == 400:
         # It can never fit the plan's minute: waiting would not help. Counted like any bad body.
         if await count_refused(exchange, org_id=org_id, route=route):
@@ -47,6 +54,8 @@ async def admit(exchange: Exchange, *, org_id: int, route: Route, valid: ValidRe
     if not admission.allowed:
         await _refuse(exchange, admission)
         return False
+    if admission.limits is None:  # the counters were unreachable (fail open): the prices still apply
+        admission = replace(admission, limits=await plan_for_org_async(org_id))
     exchange.admission = admission
     if admission.lease:
         # A stream's slot is a lease: renewed while the request runs, given back when it is settled.
@@ -60,7 +69,8 @@ async def count_refused(exchange: Exchange, *, org_id: int, route: Route) -> boo
     Otherwise invalid or oversized bodies would cost a client nothing. True when the caller
     should now send its refusal; False once the bucket was used up and the 429 is sent.
     """
-    admission = await limits_async.admit(org_id=org_id, kind=route.kind, streaming=False)
+    key_id = exchange.principal.key_id if exchange.principal is not None else None
+    admission = await limits_async.admit(org_id=org_id, kind=route.kind, streaming=False, key_id=key_id)
     exchange.extra_headers.extend((name.encode(), value.encode()) for name, value in admission.headers.items())
     if not admission.allowed:
         await _refuse(exchange, admission)
@@ -136,7 +146,28 @@ def _settle_arguments(exchange: Exchange) -> dict[str, Any] | None:
         "kind": exchange.route.kind,
         "tokens": usage.total_tokens if usage else 0,
         "admission": exchange.admission,
+        "key_id": principal.key_id,
+        "spend": spend_units(_cost(exchange, usage)),
     }
+
+
+def _billed(exchange: Exchange, usage: TokenUsage | None) -> bool:
+    """A success, or an answer the client walked away from after the worker produced it."""
+    return (exchange.succeeded or usage is not None) and exchange.principal is not None and exchange.route is not None
+
+
+def _cost(exchange: Exchange, usage: TokenUsage | None) -> Decimal:
+    """What the request costs, priced once from the plan snapshot it was admitted under; 0 unless billed."""
+    admission = exchange.admission
+    if admission is None or admission.limits is None or exchange.route is None or not _billed(exchange, usage):
+        return ZERO
+    price = price_for(admission.limits.prices, kind=exchange.route.kind, model=exchange.model)
+    return cost_of(
+        price,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        units=exchange.units,
+    )
 
 
 def _billed_usage(exchange: Exchange) -> TokenUsage | None:
@@ -152,8 +183,7 @@ def _record(exchange: Exchange, *, hand_off: bool) -> RecordRows:
     principal = exchange.principal
     worker = exchange.worker
     usage = _billed_usage(exchange)
-    # A success, or an answer the client walked away from after the worker produced it.
-    billed = (exchange.succeeded or usage is not None) and principal is not None and exchange.route is not None
+    billed = _billed(exchange, usage)
     # A refused key (401) is still named in the record, with its org and user, so both find it.
     named = principal if principal is not None else exchange.refused_principal
     return record_request(
@@ -176,6 +206,7 @@ def _record(exchange: Exchange, *, hand_off: bool) -> RecordRows:
         ttfb_ms=_ms(exchange.upstream_started, exchange.first_byte_at),
         usage=usage,
         billed_units=exchange.units if billed else None,
+        cost=_cost(exchange, usage),
         error=exchange.error,
         key_public_id=exchange.key_public_id,
         limit_hit=exchange.limit_hit,

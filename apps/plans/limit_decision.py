@@ -26,7 +26,12 @@ Buckets, each per organisation (never per IP or client header, so a spoofed
    comes back within one lease, and ending a stream can only free its own slot (a shared
    counter with an expiry did neither). With Redis the leases are a sorted set of lease
    ids scored by expiry (:func:`leases_key`); with another cache, ``concurrent_streams``
-   slot keys taken with the cache's atomic ``add`` (:func:`slot_key`).
+   slot keys taken with the cache's atomic ``add`` (:func:`slot_key`);
+0. before all of them, ``budget``: a hard monthly budget of the org or of the request's key
+   (carried in the plan snapshot, :class:`apps.plans.selectors.PlanLimits`). Spend is
+   counted per org and per key and month (:func:`apps.plans.pricing.spend_key`) when a
+   request is settled, so the request that spends the budget is answered and the one
+   after it is refused, until the month ends (:func:`spend_keys`, :func:`budgets_for`).
 
 Windows are fixed minutes, offset per subject by a hash of its key (so every org's
 minute does not roll over at once), the same arithmetic django-ratelimit uses; the
@@ -48,9 +53,11 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 
+from apps.plans.pricing import period_of, seconds_to_next_period, spend_key, usd_of_units
 from apps.plans.selectors import PlanLimits
 
 logger = logging.getLogger("pendra.limits")
@@ -73,6 +80,7 @@ TOKEN_BUCKETS: dict[str, tuple[str, str]] = {
     "embeddings": ("embeddings_tokens", "embeddings_tpm"),
 }
 STREAMS_BUCKET = "streams"
+BUDGET_BUCKET = "budget"
 INFERENCE_KINDS = ("chat", "embeddings", "images", "audio")
 
 
@@ -109,6 +117,26 @@ def leases_key(org_id: int) -> str:
 def slot_key(org_id: int, slot: int) -> str:
     """Other caches: one of the org's ``concurrent_streams`` slots, holding its lease's id."""
     return f"plans:stream-slot:org:{org_id}:{slot}"
+
+
+def spend_keys(org_id: int, key_id: int | None, period: str | None = None) -> tuple[str, str]:
+    """The month's spend counters of the org and of the key ("" without a key)."""
+    period = period or period_of()
+    return spend_key(f"org:{org_id}", period), spend_key(f"key:{key_id}", period) if key_id is not None else ""
+
+
+def usd_text(amount: Decimal) -> str:
+    """``$1,234.50``; sub-cent amounts keep their places (``$0.0005``)."""
+    text = f"{amount:,.4f}".rstrip("0")
+    whole, _, places = text.partition(".")
+    return f"${whole}.{places.ljust(2, '0')}"
+
+
+def budgets_for(plan: PlanLimits, key_id: int | None) -> tuple[int, int]:
+    """The hard budgets a request meets, in spend units: the org's and its key's (-1: none)."""
+    org = plan.org_budget if plan.org_budget is not None else -1
+    key = plan.key_budgets.get(key_id, -1) if key_id is not None else -1
+    return org, key
 
 
 def lease_seconds() -> float:
@@ -186,6 +214,8 @@ class Verdict(enum.IntEnum):
     TOKENS_USED_UP = 1
     REQUESTS_USED_UP = 2
     TOO_MANY_STREAMS = 3
+    ORG_BUDGET_SPENT = 4
+    KEY_BUDGET_SPENT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +246,8 @@ class Admission:
     # A refusal's plan and limit, kept apart from the detail so the request record can explain it.
     plan: str = ""
     limit: str = ""
+    # The plan snapshot the request was admitted under: its prices price the request when it is billed.
+    limits: PlanLimits | None = None
 
 
 def allowed_unchecked(kind: str) -> Admission:
@@ -223,8 +255,14 @@ def allowed_unchecked(kind: str) -> Admission:
     return Admission(allowed=True, bucket=kind, detail="", retry_after=0, headers={})
 
 
-def decide(*, plan: PlanLimits, kind: str, subject: str, counted: Counted) -> Admission:
+def decide(*, plan: PlanLimits, kind: str, subject: str, counted: Counted, key_id: int | None = None) -> Admission:
     """The admission, its 429 detail and its headers, from what the back end counted."""
+    if counted.verdict in (Verdict.ORG_BUDGET_SPENT, Verdict.KEY_BUDGET_SPENT):
+        org_budget, key_budget = budgets_for(plan, key_id)
+        of_key = counted.verdict == Verdict.KEY_BUDGET_SPENT
+        amount = usd_text(usd_of_units(key_budget if of_key else org_budget))
+        whose = "this API key" if of_key else "the organisation"
+        return _refusal(BUDGET_BUCKET, f"{amount} monthly budget of {whose}", plan, seconds_to_next_period(), {})
     end = counted.window_end or window_end(subject)
     reset = seconds_left(end)
     headers: dict[str, str] = {}
@@ -259,11 +297,14 @@ def decide(*, plan: PlanLimits, kind: str, subject: str, counted: Counted) -> Ad
         reserved=counted.reserved,
         window_end=end,
         lease=counted.lease,
+        limits=plan,
     )
 
 
 def _refusal(bucket: str, limit_text: str, plan: PlanLimits, retry_after: int, headers: dict[str, str]) -> Admission:
     retry = f"retry in {retry_after} s" if bucket != STREAMS_BUCKET else "retry when one of them ends"
+    if bucket == BUDGET_BUCKET:
+        retry = f"it resets when the month ends (UTC), in {retry_after} s; an owner or admin may raise it"
     detail = f'Rate limit exceeded for bucket "{bucket}" ({limit_text} on plan {plan.name}); {retry}'
     return Admission(
         allowed=False,

@@ -46,6 +46,7 @@ from apps.plans.limit_decision import (
     TokenBound,
     Verdict,
     allowed_unchecked,
+    budgets_for,
     decide,
     lease_seconds,
     leases_key,
@@ -58,10 +59,12 @@ from apps.plans.limit_decision import (
     reservation,
     settle_delta,
     slot_key,
+    spend_keys,
     token_limit,
     tokens_key,
     window_end,
 )
+from apps.plans.pricing import SPEND_TTL_SECONDS
 from apps.plans.selectors import PlanLimits, default_plan_limits, plan_for_org
 
 # What an outage looks like through Django's cache API (Redis refusing or timing out).
@@ -183,10 +186,25 @@ def _open_streams(org_id: int, plan: PlanLimits) -> int:
 # --- Admission and settling ---------------------------------------------------------
 
 
-def _count(*, org_id: int, kind: str, streaming: bool, plan: PlanLimits, reserve: int) -> Counted:
+def _budget_spent(org_id: int, key_id: int | None, plan: PlanLimits) -> Verdict | None:
+    """The hard budget (the org's, then the key's) already spent this month, if any."""
+    org_budget, key_budget = budgets_for(plan, key_id)
+    org_spend, key_spend = spend_keys(org_id, key_id)
+    if org_budget >= 0 and int(cache.get(org_spend, 0)) >= org_budget:
+        return Verdict.ORG_BUDGET_SPENT
+    if key_budget >= 0 and key_spend and int(cache.get(key_spend, 0)) >= key_budget:
+        return Verdict.KEY_BUDGET_SPENT
+    return None
+
+
+def _count(
+    *, org_id: int, kind: str, streaming: bool, plan: PlanLimits, reserve: int, key_id: int | None = None
+) -> Counted:
     """The buckets in :mod:`apps.plans.limit_decision`'s order, one cache call at a time."""
     subject = org_subject(org_id)
     end = window_end(subject)
+    if (spent := _budget_spent(org_id, key_id, plan)) is not None:
+        return Counted(spent, requests=0, tokens=0, window_end=end)
     used = 0
     token_counter = tokens_key(kind, subject, end)
     tokens = token_limit(plan, kind)
@@ -216,7 +234,9 @@ def _count(*, org_id: int, kind: str, streaming: bool, plan: PlanLimits, reserve
     )
 
 
-def admit(*, org_id: int, kind: str, streaming: bool, bound: TokenBound = NO_TOKENS) -> Admission:
+def admit(
+    *, org_id: int, kind: str, streaming: bool, bound: TokenBound = NO_TOKENS, key_id: int | None = None
+) -> Admission:
     """Count one inference request of ``kind`` for the org; refuse it if a bucket is used up.
 
     ``bound`` is the request's most tokens, reserved in its tokens bucket. Refusals raise
@@ -230,21 +250,27 @@ def admit(*, org_id: int, kind: str, streaming: bool, bound: TokenBound = NO_TOK
     if (refusal := never_fits(plan, kind, bound)) is not None:
         return refusal
     try:
-        counted = _count(
-            org_id=org_id, kind=kind, streaming=streaming, plan=plan, reserve=reservation(plan, kind, bound)
-        )
+        reserve = reservation(plan, kind, bound)
+        counted = _count(org_id=org_id, kind=kind, streaming=streaming, plan=plan, reserve=reserve, key_id=key_id)
     except _CACHE_ERRORS as exc:
         outage.failed(exc)
         return allowed_unchecked(kind)
     outage.recovered()
-    return decide(plan=plan, kind=kind, subject=org_subject(org_id), counted=counted)
+    return decide(plan=plan, kind=kind, subject=org_subject(org_id), counted=counted, key_id=key_id)
 
 
-def settle(*, org_id: int, kind: str, tokens: int, admission: Admission) -> None:
-    """After an admitted request: its reservation becomes the worker's reported tokens, its lease goes."""
+def settle(
+    *, org_id: int, kind: str, tokens: int, admission: Admission, key_id: int | None = None, spend: int = 0
+) -> None:
+    """After an admitted request: its reservation becomes the worker's reported tokens, its lease goes,
+    its cost (``spend``, in spend units) is added to the month's spend of the org and the key."""
     try:
         if admission.lease:
             _release_lease(org_id, admission.lease)
+        if spend > 0:
+            for counter in spend_keys(org_id, key_id):
+                if counter:
+                    _add_tokens(counter, spend, SPEND_TTL_SECONDS)
         subject = org_subject(org_id)
         end = window_end(subject)
         key = tokens_key(kind, subject, end)

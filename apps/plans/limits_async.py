@@ -40,6 +40,7 @@ from apps.plans.limit_decision import (
     TokenBound,
     Verdict,
     allowed_unchecked,
+    budgets_for,
     decide,
     lease_seconds,
     leases_key,
@@ -51,24 +52,37 @@ from apps.plans.limit_decision import (
     request_limit,
     reservation,
     settle_delta,
+    spend_keys,
     token_limit,
     tokens_key,
     window_end,
 )
+from apps.plans.pricing import SPEND_TTL_SECONDS
 from apps.plans.selectors import plan_for_org_async
 from pendra_console.aio import run_db
 from pendra_console.cache import LEASE_RENEW
 
 logger = logging.getLogger("pendra.limits")
 
-# KEYS: request counter, tokens counter ("" when the kind has none), stream leases.
+# KEYS: request counter, tokens counter ("" when the kind has none), stream leases,
+# the month's spend of the org and of the key ("" without a key).
 # ARGV: 1 request ttl, 2 request limit, 3 token limit (-1: none), 4 streaming (0/1),
-# 5 stream limit, 6 lease seconds, 7 tokens to reserve, 8 tokens ttl, 9 now, 10 lease id.
+# 5 stream limit, 6 lease seconds, 7 tokens to reserve, 8 tokens ttl, 9 now, 10 lease id,
+# 11 the org's hard budget, 12 the key's (spend units, -1: none).
 # Returns {verdict, requests counted, tokens used (with this reservation once admitted),
 # streams open}; the verdict is a limit_decision.Verdict, found in its bucket order: a
-# request refused for tokens is not counted, and a refused request reserves nothing. The
-# leases are pendra_console.cache's sorted set (LEASE_TAKE there), inlined to stay one script.
+# request refused for its budget or tokens is not counted, and a refused request reserves
+# nothing. The leases are pendra_console.cache's sorted set (LEASE_TAKE there), inlined to
+# stay one script.
 _ADMIT = """
+local org_budget = tonumber(ARGV[11])
+if org_budget >= 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= org_budget then
+    return {4, 0, 0, 0}
+end
+local key_budget = tonumber(ARGV[12])
+if key_budget >= 0 and KEYS[5] ~= '' and tonumber(redis.call('GET', KEYS[5]) or '0') >= key_budget then
+    return {5, 0, 0, 0}
+end
 local tokens = 0
 local token_limit = tonumber(ARGV[3])
 local reserve = tonumber(ARGV[7])
@@ -106,9 +120,19 @@ end
 return {0, count, tokens, streams}
 """
 
-# KEYS: tokens counter of the current minute (or ""), stream leases.
-# ARGV: tokens to add (negative: a reservation settled lower), tokens ttl, lease id ("": none).
+# KEYS: tokens counter of the current minute (or ""), stream leases, the month's spend of
+# the org and of the key (or "").
+# ARGV: tokens to add (negative: a reservation settled lower), tokens ttl, lease id ("": none),
+# spend units to add (the request's cost), spend ttl.
 _SETTLE = """
+local spend = tonumber(ARGV[4])
+if spend > 0 then
+    for index = 3, 4 do
+        if KEYS[index] ~= '' and redis.call('INCRBY', KEYS[index], ARGV[4]) == spend then
+            redis.call('EXPIRE', KEYS[index], ARGV[5])
+        end
+    end
+end
 local delta = tonumber(ARGV[1])
 if delta ~= 0 and KEYS[1] ~= '' then
     local total = redis.call('INCRBY', KEYS[1], delta)
@@ -146,10 +170,14 @@ def _client() -> aioredis.Redis:
 client = _client
 
 
-async def admit(*, org_id: int, kind: str, streaming: bool, bound: TokenBound = NO_TOKENS) -> Admission:
+async def admit(
+    *, org_id: int, kind: str, streaming: bool, bound: TokenBound = NO_TOKENS, key_id: int | None = None
+) -> Admission:
     """:func:`apps.plans.limits.admit`, counted in one round trip; same answers, same headers."""
     if not settings.REDIS_URL:
-        return await run_db(functools.partial(limits.admit, org_id=org_id, kind=kind, streaming=streaming, bound=bound))
+        return await run_db(
+            functools.partial(limits.admit, org_id=org_id, kind=kind, streaming=streaming, bound=bound, key_id=key_id)
+        )
     plan = await plan_for_org_async(org_id)
     if (refusal := never_fits(plan, kind, bound)) is not None:
         return refusal
@@ -160,13 +188,17 @@ async def admit(*, org_id: int, kind: str, streaming: bool, bound: TokenBound = 
     token_counter = tokens_key(kind, subject, end)
     reserve = reservation(plan, kind, bound)
     lease = new_lease_id() if streaming else ""
+    org_spend, key_spend = spend_keys(org_id, key_id)
+    org_budget, key_budget = budgets_for(plan, key_id)
     try:
         verdict, count, used, _ = await _client().eval(
             _ADMIT,
-            3,
+            5,
             cache.make_key(request_key(kind, subject, limit, end)),
             cache.make_key(token_counter) if token_counter is not None else "",
             cache.make_key(leases_key(org_id)),
+            cache.make_key(org_spend),
+            cache.make_key(key_spend) if key_spend else "",
             WINDOW_SECONDS + COUNTER_FUDGE_SECONDS,
             limit,
             tokens if tokens is not None else -1,
@@ -177,6 +209,8 @@ async def admit(*, org_id: int, kind: str, streaming: bool, bound: TokenBound = 
             end - int(time.time()) + COUNTER_FUDGE_SECONDS,
             repr(time.time()),
             lease,
+            org_budget,
+            key_budget,
         )
     except (RedisError, OSError, TimeoutError) as exc:
         outage.failed(exc)
@@ -185,7 +219,7 @@ async def admit(*, org_id: int, kind: str, streaming: bool, bound: TokenBound = 
     counted = Counted(
         Verdict(int(verdict)), requests=int(count), tokens=int(used), reserved=reserve, window_end=end, lease=lease
     )
-    return decide(plan=plan, kind=kind, subject=subject, counted=counted)
+    return decide(plan=plan, kind=kind, subject=subject, counted=counted, key_id=key_id)
 
 
 async def renew(*, org_id: int, lease: str) -> None:
@@ -208,12 +242,18 @@ async def keep_lease(*, org_id: int, lease: str) -> None:
         await renew(org_id=org_id, lease=lease)
 
 
-async def settle(*, org_id: int, kind: str, tokens: int, admission: Admission) -> None:
-    """:func:`apps.plans.limits.settle` in one round trip: the reservation becomes the usage, the lease goes."""
+async def settle(
+    *, org_id: int, kind: str, tokens: int, admission: Admission, key_id: int | None = None, spend: int = 0
+) -> None:
+    """:func:`apps.plans.limits.settle` in one round trip: the reservation becomes the usage, the lease
+    goes, the request's cost (``spend``, in spend units) is added to the month's spend of the org and key."""
     if not settings.REDIS_URL:
-        await run_db(functools.partial(limits.settle, org_id=org_id, kind=kind, tokens=tokens, admission=admission))
+        settle_sync = functools.partial(
+            limits.settle, org_id=org_id, kind=kind, tokens=tokens, admission=admission, key_id=key_id, spend=spend
+        )
+        await run_db(settle_sync)
         return
-    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, admission=admission)
+    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, admission=admission, key_id=key_id, spend=spend)
     if command is None:
         return
     try:
@@ -222,31 +262,40 @@ async def settle(*, org_id: int, kind: str, tokens: int, admission: Admission) -
         outage.failed(exc)
 
 
-def queue_settle(pipe: Any, *, org_id: int, kind: str, tokens: int, admission: Admission) -> bool:
+def queue_settle(
+    pipe: Any, *, org_id: int, kind: str, tokens: int, admission: Admission, key_id: int | None = None, spend: int = 0
+) -> bool:
     """Add :func:`settle`'s command to ``pipe`` (a pipeline of :func:`client`), so it costs no
     round trip of its own; False when there is nothing to settle. Redis back end only."""
-    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, admission=admission)
+    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, admission=admission, key_id=key_id, spend=spend)
     if command is None:
         return False
     pipe.eval(*command)
     return True
 
 
-def _settle_command(*, org_id: int, kind: str, tokens: int, admission: Admission) -> tuple[Any, ...] | None:
+def _settle_command(
+    *, org_id: int, kind: str, tokens: int, admission: Admission, key_id: int | None, spend: int
+) -> tuple[Any, ...] | None:
     subject = org_subject(org_id)
     end = window_end(subject)
     token_counter = tokens_key(kind, subject, end)
     delta = settle_delta(admission=admission, tokens=max(0, tokens), end=end) if token_counter is not None else 0
-    if delta == 0 and not admission.lease:
+    if delta == 0 and not admission.lease and spend <= 0:
         return None
+    org_spend, key_spend = spend_keys(org_id, key_id)
     return (
         _SETTLE,
-        2,
+        4,
         cache.make_key(token_counter) if token_counter is not None else "",
         cache.make_key(leases_key(org_id)),
+        cache.make_key(org_spend),
+        cache.make_key(key_spend) if key_spend else "",
         delta,
         end - int(time.time()) + COUNTER_FUDGE_SECONDS,
         admission.lease,
+        max(0, spend),
+        SPEND_TTL_SECONDS,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -94,6 +95,7 @@ def record_request(
     ttfb_ms: float | None = None,
     usage: TokenUsage | None = None,
     billed_units: int | None = None,
+    cost: Decimal = Decimal(0),
     error: str = "",
     key_public_id: str = "",
     limit_hit: LimitHit | None = None,
@@ -103,7 +105,8 @@ def record_request(
     deferred: bool = True,
     hand_off: bool = False,
 ) -> RecordRows:
-    """Record one request; bill it when ``billed_units`` is given (a success, never a failure).
+    """Record one request; bill it when ``billed_units`` is given (a success, never a failure),
+    at ``cost`` (USD, priced by the caller from its plan snapshot: apps/plans/pricing.py).
 
     ``key_public_id`` is the presented key's public id (never its secret), also on a 401;
     ``limit_hit``, ``timeout_hit`` and ``worker_trail`` (one ``{"worker_id", "worker",
@@ -161,6 +164,7 @@ def record_request(
             "completion_tokens": usage.completion_tokens if usage else 0,
             "total_tokens": usage.total_tokens if usage else 0,
             "units": billed_units,
+            "cost": cost,
         }
     # Whatever a client or a worker put in a value, the row is storable (apps/requestlog/cleaning.py).
     record = clean_record(record)

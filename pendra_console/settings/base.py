@@ -292,6 +292,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # A price's kind shares its field name with other choice sets (the worker's model kinds).
+    "ENUM_NAME_OVERRIDES": {"PriceKindEnum": "apps.plans.models.Price.Kind"},
 }
 
 # Logging: one line per request; JSON lines for log shippers.

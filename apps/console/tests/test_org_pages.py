@@ -37,7 +37,7 @@ def test_the_overview_shows_plan_members_keys_and_this_months_use(owner: Actor, 
 
     page = signed_in(owner).get(ORG).content.decode()
 
-    assert "Free" in page
+    assert "Team" in page
     assert '<p class="stat-value"><a href="/orgs/acme/members/">2</a></p>' in page
     assert '<p class="stat-value"><a href="/orgs/acme/keys/">2</a></p>' in page
     assert '<p class="stat-value">1</p>' in page

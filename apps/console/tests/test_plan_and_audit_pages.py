@@ -10,8 +10,8 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.console.tests.conftest import signed_in
 from apps.plans.limits import admit
-from apps.plans.models import Plan
-from apps.plans.selectors import subscription_for_org
+from apps.plans.models import Plan, Subscription
+from apps.plans.selectors import plan_cache, subscription_for_org
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db
@@ -22,6 +22,9 @@ AUDIT = "/orgs/acme/audit/"
 
 def test_the_plan_page_shows_each_limit_with_this_minutes_use(owner: Actor) -> None:
     assert owner.org is not None
+    subscription_for_org(owner.org.pk)  # the trial tier's small limits show use as a share
+    Subscription.objects.filter(org=owner.org).update(plan=Plan.objects.get(slug="free"))
+    plan_cache.clear()
     for _ in range(3):
         admit(org_id=owner.org.pk, kind="chat", streaming=False)
 
@@ -61,7 +64,7 @@ def test_a_private_plan_cannot_be_chosen(owner: Actor) -> None:
 
     signed_in(owner).post(f"{PLAN}change/", {"plan": "deal"})
 
-    assert subscription_for_org(owner.org.pk).plan.slug == "free"  # type: ignore[union-attr]
+    assert subscription_for_org(owner.org.pk).plan.slug == "team"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("viewer", ["admin", "member"])

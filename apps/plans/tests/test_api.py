@@ -24,8 +24,10 @@ def test_anyone_signed_in_lists_the_public_catalogue_in_increasing_order(member:
 
     assert response.status_code == 200
     plans = response.json()["results"]
-    assert [p["slug"] for p in plans] == ["free", "pro", "scale"]
-    assert plans[0]["chat_rpm"] < plans[1]["chat_rpm"] < plans[2]["chat_rpm"]
+    assert [p["slug"] for p in plans] == ["free", "team", "pro", "scale"]
+    assert plans[0]["chat_rpm"] < plans[2]["chat_rpm"] < plans[3]["chat_rpm"]
+    # The default sits above the trial tier: production limits, not a taster.
+    assert plans[0]["concurrent_streams"] < plans[1]["concurrent_streams"]
 
 
 def test_operators_also_see_private_plans(operator: Actor) -> None:
@@ -33,7 +35,14 @@ def test_operators_also_see_private_plans(operator: Actor) -> None:
 
     response = operator.client().get("/api/v1/plans/")
 
-    assert [p["slug"] for p in response.json()["results"]] == ["free", "pro", "scale", "enterprise"]
+    assert [p["slug"] for p in response.json()["results"]] == [
+        "free",
+        "team",
+        "pro",
+        "scale",
+        "enterprise",
+        "dedicated",
+    ]
 
 
 def test_the_catalogue_needs_authentication(api) -> None:  # type: ignore[no-untyped-def]
@@ -87,8 +96,8 @@ def test_members_read_their_org_plan(who: str, request: pytest.FixtureRequest) -
     response = actor.client().get("/api/v1/orgs/acme/plan/")
 
     assert response.status_code == 200
-    assert response.json()["plan"]["slug"] == "free"
-    assert response.json()["plan"]["max_keys"] == 5
+    assert response.json()["plan"]["slug"] == "team"
+    assert response.json()["plan"]["max_keys"] == 100
 
 
 def test_the_owner_changes_the_plan_and_it_is_audited(owner: Actor) -> None:
@@ -98,7 +107,7 @@ def test_the_owner_changes_the_plan_and_it_is_audited(owner: Actor) -> None:
     assert response.json()["plan"]["slug"] == "pro"
     assert owner.client().get("/api/v1/orgs/acme/plan/").json()["plan"]["slug"] == "pro"
     event = AuditEvent.objects.get(event_type="plan.changed")
-    assert event.data == {"from": "free", "to": "pro"}
+    assert event.data == {"from": "team", "to": "pro"}
     assert event.org == owner.org
 
 
@@ -112,7 +121,7 @@ def test_only_the_owner_changes_the_plan_and_a_refusal_changes_nothing(
 
     assert response.status_code == 403
     assert response.json()["detail"] == "This action requires the owner role."
-    assert actor.client().get("/api/v1/orgs/acme/plan/").json()["plan"]["slug"] == "free"
+    assert actor.client().get("/api/v1/orgs/acme/plan/").json()["plan"]["slug"] == "team"
     assert not AuditEvent.objects.filter(event_type="plan.changed").exists()
 
 
@@ -129,7 +138,7 @@ def test_a_bad_plan_change_is_a_400_and_changes_nothing(owner: Actor, body: dict
 
     assert response.status_code == 400
     assert response.json()["detail"]
-    assert owner.client().get("/api/v1/orgs/acme/plan/").json()["plan"]["slug"] == "free"
+    assert owner.client().get("/api/v1/orgs/acme/plan/").json()["plan"]["slug"] == "team"
 
 
 def test_an_owner_cannot_pick_a_private_plan(owner: Actor) -> None:
@@ -138,4 +147,4 @@ def test_an_owner_cannot_pick_a_private_plan(owner: Actor) -> None:
     response = owner.client().put("/api/v1/orgs/acme/plan/", {"plan": "enterprise"}, format="json")
 
     assert response.status_code == 400
-    assert response.json()["detail"] == "plan: Unknown plan 'enterprise'; choose one of: free, pro, scale."
+    assert response.json()["detail"] == "plan: Unknown plan 'enterprise'; choose one of: free, team, pro, scale."

@@ -8,7 +8,7 @@ from django.utils import timezone
 from apps.keys.models import ApiKey
 from apps.orgs.invitations import invitation_create
 from apps.orgs.models import Membership
-from apps.plans.models import Subscription
+from apps.plans.models import Plan, Subscription
 from apps.plans.tests.factories import plan_factory
 from testing.actors import Actor, make_user
 
@@ -45,6 +45,9 @@ def test_a_revoked_key_frees_its_place_under_the_cap(owner: Actor) -> None:
 
 
 def test_the_free_plan_caps_keys_at_five(owner: Actor) -> None:
+    Subscription.objects.update_or_create(
+        org=owner.org, defaults={"plan": Plan.objects.get(slug="free"), "since": timezone.now()}
+    )
     client = owner.client()
     statuses = [client.post("/api/v1/orgs/acme/keys/", {"name": f"k{n}"}, format="json").status_code for n in range(5)]
 

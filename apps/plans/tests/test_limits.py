@@ -54,13 +54,13 @@ def test_each_bucket_counts_separately_and_per_org() -> None:
     assert not admit(org_id=org.pk, kind="chat", streaming=False).allowed
 
 
-def test_an_org_without_a_subscription_starts_on_free() -> None:
+def test_an_org_without_a_subscription_starts_on_team() -> None:
     org = org_factory()
 
     admission = admit(org_id=org.pk, kind="images", streaming=False)
 
-    assert admission.headers["x-ratelimit-limit-requests"] == "5"
-    assert org.subscription.plan.slug == "free"
+    assert admission.headers["x-ratelimit-limit-requests"] == "100"
+    assert org.subscription.plan.slug == "team"
 
 
 def test_tokens_reported_after_success_refuse_the_next_request_once_the_minute_is_used_up() -> None:
@@ -139,7 +139,7 @@ def test_the_admin_api_bucket_counts_per_org_key_and_per_session_user() -> None:
     assert refused.bucket == "api"
     assert refused.detail.startswith('Rate limit exceeded for bucket "api" (1 requests/minute on plan Tiny)')
     assert session.allowed
-    assert session.headers["x-ratelimit-limit-requests"] == "120"
+    assert session.headers["x-ratelimit-limit-requests"] == "1200"
 
 
 def test_an_unknown_kind_is_a_programming_error() -> None:
