@@ -34,6 +34,9 @@ class Section:
 
 ORG_SECTIONS = (
     Section("Overview", "console:org-overview"),
+    # Members see their own keys' numbers on both (the views narrow them).
+    Section("Dashboard", "console:dashboard"),
+    Section("Usage", "console:usage"),
     Section("API keys", "console:keys"),
     Section("Members", "console:members"),
     Section("Plan", "console:plan"),

@@ -2,7 +2,16 @@
 
 from django.urls import path
 
-from apps.console import audit_pages, key_pages, member_pages, org_pages, plan_pages, request_pages, security_pages
+from apps.console import (
+    audit_pages,
+    key_pages,
+    member_pages,
+    org_pages,
+    plan_pages,
+    request_pages,
+    security_pages,
+    usage_pages,
+)
 
 urlpatterns = [
     path("", org_pages.OrgOverview.as_view(), name="org-overview"),
@@ -23,6 +32,8 @@ urlpatterns = [
         member_pages.InvitationWithdraw.as_view(),
         name="invitation-withdraw",
     ),
+    path("dashboard/", usage_pages.DashboardPage.as_view(), name="dashboard"),
+    path("usage/", usage_pages.UsagePage.as_view(), name="usage"),
     path("plan/", plan_pages.PlanPage.as_view(), name="plan"),
     path("plan/change/", plan_pages.PlanChange.as_view(), name="plan-change"),
     path("requests/", request_pages.RequestLog.as_view(), name="requests"),

@@ -59,8 +59,8 @@ def add_written(
     for row in usages:
         key_id = row.get("api_key_id") or 0
         user_id = users.get(row["request_uid"]) or key_users.get(key_id) or 0
-        key = (row["org_id"], hour_of(row["created_at"]), row.get("model", ""), key_id, user_id)
-        sums = usage_sums.setdefault(key, [0, 0, 0, 0, 0, Decimal(0)])
+        group = (row["org_id"], hour_of(row["created_at"]), row.get("model", ""), key_id, user_id)
+        sums = usage_sums.setdefault(group, [0, 0, 0, 0, 0, Decimal(0)])
         sums[0] += 1
         for index, name in enumerate(USAGE_SUMS[1:-1], start=1):
             sums[index] += row.get(name) or 0
@@ -121,10 +121,10 @@ def rebuild(
             for table in (request_rollup, usage_rollup):
                 cursor.execute(f"LOCK TABLE {connection.ops.quote_name(table._meta.db_table)} IN EXCLUSIVE MODE")
     # Deleting first also takes SQLite's write lock before anything is read.
-    request_rollup.objects.all().delete()
-    usage_rollup.objects.all().delete()
+    request_rollup._default_manager.all().delete()
+    usage_rollup._default_manager.all().delete()
     requests = (
-        record_model.objects.filter(org_id__isnull=False, route__startswith=INFERENCE_PREFIX)
+        record_model._default_manager.filter(org_id__isnull=False, route__startswith=INFERENCE_PREFIX)
         .annotate(hour=TruncHour("created_at"), status_class=F("status") / 100)
         .values("org_id", "hour", "user_id", "status_class")
         .annotate(requests=Count("id"))
@@ -136,7 +136,7 @@ def rebuild(
     )
     sums: dict[str, Any] = {"requests": Count("id"), **{name: Sum(name) for name in USAGE_SUMS[1:]}}
     usage = (
-        usage_model.objects.filter(org_id__isnull=False)
+        usage_model._default_manager.filter(org_id__isnull=False)
         .annotate(hour=TruncHour("created_at"), key_user_id=F("api_key__user_id"))
         .values("org_id", "hour", "model", "api_key_id", "key_user_id")
         .annotate(**sums)
@@ -154,6 +154,6 @@ def _usage_row(row: dict[str, Any]) -> dict[str, Any]:
 def _bulk(model: type[models.Model], rows: Iterable[dict[str, Any]]) -> int:
     made, rows = 0, iter(rows)
     while chunk := [model(**row) for row in islice(rows, 2000)]:
-        model.objects.bulk_create(chunk)
+        model._default_manager.bulk_create(chunk)
         made += len(chunk)
     return made

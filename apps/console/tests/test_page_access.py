@@ -22,7 +22,18 @@ from testing.actors import Actor
 pytestmark = pytest.mark.django_db
 
 ROLES = ["owner", "admin", "member", "outsider", "support", "operator", "signed out"]
-PAGES = ("org-overview", "keys", "key-detail", "members", "plan", "audit", "requests", "org-request")
+PAGES = (
+    "org-overview",
+    "keys",
+    "key-detail",
+    "members",
+    "plan",
+    "audit",
+    "requests",
+    "org-request",
+    "dashboard",
+    "usage",
+)
 OWNER_FORMS = ("org-rename", "org-transfer", "org-delete", "member-invite", "member-role", "member-remove")
 OWNER_FORMS += ("invitation-withdraw", "plan-change", "org-security")
 # GET of each page by each org role; the key page is the member's own key.

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.console.tests.conftest import signed_in
 from apps.keys.models import ApiKey
 from apps.orgs.invitations import invitation_create
 from apps.orgs.models import Invitation, Membership, Role
+from apps.requestlog.writer import write_records
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db
 
 MAX_QUERIES = 15
 PAGES = ["/orgs/acme/", "/orgs/acme/keys/", "/orgs/acme/members/", "/orgs/acme/plan/", "/orgs/acme/audit/"]
-PAGES += ["/orgs/acme/security/"]
+PAGES += ["/orgs/acme/security/", "/orgs/acme/dashboard/", "/orgs/acme/usage/"]
+PAGES += ["/orgs/acme/usage/?group_by=key", "/orgs/acme/usage/?group_by=member", "/orgs/acme/usage/?group_by=model"]
 
 
 @pytest.fixture
@@ -36,6 +40,35 @@ def crowded(owner: Actor) -> Actor:
     AuditEvent.objects.bulk_create(
         AuditEvent(org=owner.org, actor=user, event_type="key.created", data={"n": 1}) for user in users
     )
+    # A billed request and a failure per key, so the usage and dashboard pages have 500 of each row.
+    now = timezone.now()
+    records = [
+        {
+            "uid": f"u{n}-{status}",
+            "request_id": f"crowded-{n:06d}-{status}-0000000",
+            "created_at": now - timedelta(hours=n % 700),
+            "org_id": owner.org.pk,
+            "api_key_id": key.pk,
+            "user_id": key.user_id,
+            "route": "/v1/chat/completions",
+            "method": "POST",
+            "model": f"model-{n % 40}",
+            "status": status,
+            "latency_ms": 1.0,
+        }
+        for n, key in enumerate(ApiKey.objects.filter(public_id__startswith="bulk"))
+        for status in (200, 502)
+    ]
+    usages = [
+        {
+            **{k: r[k] for k in ("request_id", "created_at", "org_id", "api_key_id", "route", "model")},
+            "request_uid": r["uid"],
+            "total_tokens": 9,
+        }
+        for r in records
+        if r["status"] == 200
+    ]
+    write_records(records, usages)
     for n in range(30):
         invitation_create(org=owner.org, email=f"invitee{n}@example.test", role="member", actor=owner.user)
     assert Invitation.objects.count() == 30
