@@ -25,6 +25,7 @@ from apps.keys.models import ApiKey
 from apps.keys.services import api_key_create
 from apps.orgs.models import Organisation, Role
 from apps.orgs.services import membership_add, org_create
+from apps.plans.pricing import PriceRow, cost_of, price_for
 from apps.plans.selectors import plan_for_org
 from apps.requestlog.services import LimitHit, RecordRows, TimeoutHit, TokenUsage, record_request
 from apps.requestlog.writer import write_records
@@ -44,6 +45,13 @@ MODELS = [
     ("sdxl-turbo", ModelKind.IMAGE, 0.04),
     ("whisper-large-v3", ModelKind.AUDIO, 0.04),
 ]
+# The usage kind a plan prices by (the gateway's route kind) for each kind of model.
+PRICED_AS = {
+    ModelKind.CHAT: "chat",
+    ModelKind.EMBEDDINGS: "embeddings",
+    ModelKind.IMAGE: "images",
+    ModelKind.AUDIO: "audio",
+}
 ROUTES = {
     ModelKind.CHAT: "/v1/chat/completions",
     ModelKind.EMBEDDINGS: "/v1/embeddings",
@@ -58,6 +66,7 @@ OUTCOMES = [("429", 0.03), ("401", 0.008), ("400", 0.006), ("404", 0.003), ("502
 class Tenant:
     org_id: int
     plan_name: str
+    prices: tuple[PriceRow, ...]
     # (key id, key public id, user id)
     keys: list[tuple[int, str, int]]
 
@@ -97,7 +106,8 @@ def ensure_tenants(*, orgs: int) -> list[Tenant]:
             for person in people:
                 api_key_create(org=org, user=person, actor=person, name=f"synthetic {person.username}")
         keys = [(key.pk, key.public_id, key.user_id) for key in ApiKey.objects.filter(org=org).order_by("pk")]
-        tenants.append(Tenant(org_id=org.pk, plan_name=plan_for_org(org.pk).name, keys=keys))
+        plan = plan_for_org(org.pk)
+        tenants.append(Tenant(org_id=org.pk, plan_name=plan.name, prices=plan.prices, keys=keys))
     return tenants
 
 
@@ -193,20 +203,35 @@ class HistoryGenerator:
                 **owned,
                 **common,
             )
-        return self._success(kind=kind, worker=worker, trail=trail, owned=owned, common=common)
+        return self._success(kind=kind, tenant=tenant, worker=worker, trail=trail, owned=owned, common=common)
 
     def _success(
-        self, *, kind: str, worker: Worker, trail: list[dict[str, str]], owned: dict[str, Any], common: dict[str, Any]
+        self,
+        *,
+        kind: str,
+        tenant: Tenant,
+        worker: Worker,
+        trail: list[dict[str, str]],
+        owned: dict[str, Any],
+        common: dict[str, Any],
     ) -> RecordRows:
         pick = self.random
+        # As the gateway bills: tokens for chat and embeddings, images generated, one per audio request.
         usage, units, streamed = None, 1, False
         if kind == ModelKind.CHAT:
             prompt, completion = int(pick.lognormvariate(6, 1)) + 1, int(pick.lognormvariate(5, 0.8)) + 1
-            usage, units, streamed = TokenUsage(prompt, completion, prompt + completion), prompt + completion, True
-            streamed = pick.random() < 0.4
+            usage, units, streamed = TokenUsage(prompt, completion, prompt + completion), 0, pick.random() < 0.4
         elif kind == ModelKind.EMBEDDINGS:
             prompt = int(pick.lognormvariate(5, 1)) + 1
-            usage, units = TokenUsage(prompt, 0, prompt), prompt
+            usage, units = TokenUsage(prompt, 0, prompt), 0
+        elif kind == ModelKind.IMAGE:
+            units = pick.choice([1, 1, 1, 2, 4])
+        cost = cost_of(
+            price_for(tenant.prices, kind=PRICED_AS[ModelKind(kind)], model=owned["model"]),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            units=units,
+        )
         latency = pick.lognormvariate(6, 0.7)
         return record_request(
             status=200,
@@ -220,6 +245,7 @@ class HistoryGenerator:
             streamed=streamed,
             usage=usage,
             billed_units=units,
+            cost=cost,
             **owned,
             **common,
         )

@@ -11,6 +11,8 @@ from django.db.models import Count
 
 from apps.keys.models import ApiKey
 from apps.orgs.models import Membership, Organisation
+from apps.plans.pricing import cost_of, price_for
+from apps.plans.selectors import plan_for_org
 from apps.requestlog.models import RequestRecord, UsageRecord
 from apps.workers.models import Worker, WorkerState
 
@@ -38,6 +40,18 @@ def test_it_writes_the_records_asked_for_and_bills_only_the_successes() -> None:
     for record in successes.exclude(total_tokens=None)[:200]:
         assert usage[record.uid].total_tokens == record.total_tokens
         assert usage[record.uid].org_id == record.org_id
+
+
+def test_each_success_costs_its_tokens_at_the_org_plans_prices() -> None:
+    _generate(count=400, orgs=2, workers=2)
+
+    prices = {org.pk: plan_for_org(org.pk).prices for org in Organisation.objects.filter(slug__startswith="synthetic-")}
+    usages = list(UsageRecord.objects.filter(model="llama-3.1-8b-instruct"))
+    assert usages
+    for usage in usages:
+        price = price_for(prices[usage.org_id], kind="chat", model=usage.model)
+        expected = cost_of(price, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, units=0)
+        assert usage.cost == expected > 0
 
 
 def test_failures_carry_what_their_explanation_needs() -> None:
