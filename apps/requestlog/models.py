@@ -55,7 +55,12 @@ class RequestRecord(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["org", "-created_at"], name="record_org_time"),
+            # The request log's order, id included: a page ends after its rows, even where many
+            # records share a timestamp (the keyset cursor is (created_at, id); apps/requestlog/cursors.py).
+            models.Index(fields=["org", "-created_at", "-id"], name="record_org_time_id"),
+            # A member's log is always narrowed to their own keys' requests: without this, a member
+            # with few requests in a busy org has every request of the org read to fill a page.
+            models.Index(fields=["org", "user", "-created_at", "-id"], name="record_org_user_time"),
             # The dashboard's recent failures: a walk down this small index, however many successes.
             models.Index(fields=["org", "-created_at"], name="record_org_failed", condition=models.Q(status__gte=400)),
         ]
