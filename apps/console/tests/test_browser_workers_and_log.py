@@ -52,6 +52,8 @@ def test_an_operator_drains_a_worker_and_traffic_leaves_it(
 
     sign_in(page, operator.email, operator.password)
     page.get_by_role("link", name="Workers").click()
+    shown = set(page.locator("table tbody tr td:first-child a").all_inner_texts())
+    assert shown == set(before)  # the fleet names workers exactly as X-Worker-Name does
     page.get_by_role("button", name="Drain sim-a").click()
     page.get_by_text("Draining sim-a").wait_for()
     assert Worker.objects.get(name="sim-a").state == WorkerState.DRAINING
