@@ -18,11 +18,18 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def uvicorn_command(*, host: str, port: int, workers: int = 1, log_level: str = "info") -> list[str]:
-    """uvicorn serving the one ASGI app; the gateway writes its own access lines, and needs lifespan."""
+    """uvicorn serving the one ASGI app; the gateway writes its own access lines, and needs lifespan.
+
+    ``--no-proxy-headers``: the client's address is decided by one rule, Pendra's own
+    (``PENDRA_TRUSTED_PROXIES``, pendra_console/client_address.py, read right to left). uvicorn's
+    would replace the peer first, and with ``FORWARDED_ALLOW_IPS=*`` it takes the *leftmost*
+    X-Forwarded-For entry, which the client writes: a key limited to an address range would
+    then accept anyone who names an address inside it.
+    """
     return [
         sys.executable, "-m", "uvicorn", "pendra_console.asgi:application",
         "--host", host, "--port", str(port), "--workers", str(workers),
-        "--log-level", log_level, "--no-access-log", "--lifespan", "on",
+        "--log-level", log_level, "--no-access-log", "--lifespan", "on", "--no-proxy-headers",
     ]  # fmt: skip
 
 

@@ -28,7 +28,13 @@ from apps.gateway.parsing import BodyParser
 from apps.gateway.proxy import Proxy
 from apps.gateway.routes import ROUTES
 from apps.gateway.routing import WorkerPool
-from apps.keys.authentication import KeyPrincipal, UnknownKeyBudgetSpent, authenticate_key_cached, presented_key
+from apps.keys.authentication import (
+    KeyPrincipal,
+    UnknownKeyBudgetSpent,
+    address_refusal,
+    authenticate_key_cached,
+    presented_key,
+)
 from apps.requestlog.recorder import recorder
 from apps.requestlog.services import LimitHit
 from pendra_console import tracing as otel
@@ -42,6 +48,10 @@ logger = logging.getLogger("pendra.gateway")
 
 # Bodies above this are parsed in a thread: a 25 MB JSON body takes a fraction of a
 # second to parse, and on the event loop every other request would wait for it.
+
+
+def model_refusal(model: str, allowed: frozenset[str]) -> str:
+    return f'This API key may only call {", ".join(sorted(allowed))} (its allowed_models); not "{model}".'
 
 
 class GatewayApplication:
@@ -167,14 +177,21 @@ class GatewayApplication:
             if await metering.count_refused(exchange, org_id=org_id, route=route):
                 await exchange.invalid(refusal)
             return
+        if principal.models is not None and valid.model not in principal.models:
+            if await metering.count_refused(exchange, org_id=org_id, route=route):
+                await exchange.error_response(
+                    403, model_refusal(valid.model, principal.models), code="model_not_allowed"
+                )
+            return
         if await metering.admit(exchange, org_id=org_id, route=route, valid=valid):
             await self.proxy.forward(exchange, route, valid, body, fleet, principal)
 
     async def authenticate(self, exchange: Exchange) -> KeyPrincipal | None:
         authorization, x_api_key = exchange.header(b"authorization"), exchange.header(b"x-api-key")
+        address = scope_client_address(exchange.scope)
         try:
             principal = await authenticate_key_cached(
-                authorization, x_api_key, address=scope_client_address(exchange.scope), on_used=recorder.touch_key
+                authorization, x_api_key, address=address, on_used=recorder.touch_key
             )
         except UnknownKeyBudgetSpent as refusal:
             exchange.key_public_id, exchange.refused_principal = presented_key(authorization, x_api_key)
@@ -203,11 +220,16 @@ class GatewayApplication:
                 403, "This key belongs to platform staff and no organisation; inference needs an organisation's key."
             )
             return None
+        if principal.networks and not principal.admits_address(address):
+            await exchange.error_response(403, address_refusal(address), code="address_not_allowed")
+            return None
         return principal
 
     async def models(self, exchange: Exchange, principal: KeyPrincipal, path: str) -> None:
         fleet = await self.pool.fleet()
         available = self.pool.models_for(fleet, principal.org_id or 0)
+        if principal.models is not None:  # a key limited to some models sees only those
+            available = {name: kind for name, kind in available.items() if name in principal.models}
         entries = [
             {"id": name, "object": "model", "created": 0, "owned_by": "pendra", "kind": kind}
             for name, kind in sorted(available.items())

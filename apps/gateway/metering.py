@@ -41,9 +41,11 @@ from pendra_console.request_id import log_access
 
 async def admit(exchange: Exchange, *, org_id: int, route: Route, valid: ValidRequest) -> bool:
     """Count the request against the org's plan; False once the 429 (or 400) has been sent."""
-    key_id = exchange.principal.key_id if exchange.principal is not None else None
+    principal = exchange.principal
+    key_id = principal.key_id if principal is not None else None
+    key = principal.limits if principal is not None else None  # the key's own rpm/tpm, if it has them
     admission = await limits_async.admit(
-        org_id=org_id, kind=route.kind, streaming=valid.stream, bound=valid.bound, key_id=key_id
+        org_id=org_id, kind=route.kind, streaming=valid.stream, bound=valid.bound, key_id=key_id, key=key
     )
     if admission.status == 400:
         # It can never fit the plan's minute: waiting would not help. Counted like any bad body.

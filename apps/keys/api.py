@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.keys import selectors, services
+from apps.keys import controls, selectors, services
 from apps.keys.authentication import request_api_key
 from apps.keys.models import ApiKey
 from apps.keys.permissions import OWN_USER_ONLY_DETAIL, KeyAccess, key_access
@@ -31,6 +31,7 @@ from pendra_console.api.pagination import paginate, paginated
 from pendra_console.api.serializers import StrictInputSerializer, error_responses
 
 KEYS = ["keys"]
+MAX_RATE = 10**9  # the plan's own limit is checked by the service; this only bounds the number
 MAX_GRACE_SECONDS = int(services.MAX_GRACE.total_seconds())
 
 
@@ -53,6 +54,10 @@ class KeyOutputSerializer(serializers.Serializer):
     rotated_from = serializers.IntegerField(source="rotated_from_id", allow_null=True)
     rotate_every_days = serializers.IntegerField(allow_null=True)
     rotation_grace_seconds = serializers.IntegerField()
+    allowed_models = serializers.ListField(child=serializers.CharField(), help_text="Empty: every model of the org.")
+    allowed_ips = serializers.ListField(child=serializers.CharField(), help_text="CIDRs; empty: any address.")
+    rpm_limit = serializers.IntegerField(allow_null=True, help_text="The key's own requests/minute (null: the org's).")
+    tpm_limit = serializers.IntegerField(allow_null=True, help_text="The key's own tokens/minute (null: the org's).")
 
     class Meta:
         ref_name = "ApiKey"
@@ -74,6 +79,34 @@ class KeyPolicyFields(StrictInputSerializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     rotate_every_days = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=3650)
     rotation_grace_seconds = serializers.IntegerField(required=False, min_value=0, max_value=MAX_GRACE_SECONDS)
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=controls.MAX_MODELS,
+        help_text="Models the key may call, each offered to the org (400 otherwise); empty: all of them. "
+        "GET /v1/models with the key lists only these; others get 403.",
+    )
+    allowed_ips = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        max_length=controls.MAX_NETWORKS,
+        help_text="Addresses or CIDR ranges the key's requests may come from (403 from elsewhere); empty: any. "
+        "The client's address is the connection's, or X-Forwarded-For read through PENDRA_TRUSTED_PROXIES only.",
+    )
+    rpm_limit = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_RATE,
+        help_text="The key's own inference requests per minute, at most the org plan's (429 bucket \"key\").",
+    )
+    tpm_limit = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_RATE,
+        help_text="The key's own chat and embeddings tokens per minute, at most the org plan's (429 bucket \"key\").",
+    )
 
 
 class KeyListView(OrgScopedAPIView):
@@ -140,7 +173,9 @@ class KeyDetailView(KeyObjectView):
 
     @extend_schema(
         tags=KEYS,
-        summary="Rename, set expiry or rotation policy; owner, org and user never change",
+        summary="Rename, set expiry, rotation policy or controls; owner, org and user never change",
+        description="Members may only narrow their own key's controls (403 otherwise); owners and admins may widen "
+        "them up to the organisation's plan and models (400 beyond).",
         request=InputSerializer,
         responses={200: KeyOutputSerializer, **error_responses(400, 403, 404)},
     )
@@ -148,7 +183,9 @@ class KeyDetailView(KeyObjectView):
         key = self.managed_key(key_id)
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        key = services.api_key_update(key=key, actor=request.user, **data.validated_data)
+        # A member may narrow their own key's controls, not loosen them (an admin may have set them).
+        may_widen = role_at_least(self.role, Role.ADMIN)
+        key = services.api_key_update(key=key, actor=request.user, may_widen=may_widen, **data.validated_data)
         return Response(KeyOutputSerializer(key).data)
 
     @extend_schema(

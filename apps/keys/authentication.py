@@ -21,6 +21,7 @@ random well-formed keys cannot each cost a database query without limit.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Callable
@@ -33,13 +34,15 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed, Throttled
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, Throttled
 from rest_framework.request import Request
 
 from apps.keys import tokens
+from apps.keys.controls import Network, parse_networks
 from apps.keys.models import ApiKey, key_usable_at
 from apps.orgs.models import Membership
 from apps.orgs.platform import confine_to_org
+from apps.plans.key_limits import KeyLimits
 from pendra_console.client_address import request_client_address
 from pendra_console.contract import INVALID_TOKEN
 from pendra_console.ttl_cache import TTLCache
@@ -117,12 +120,20 @@ class ApiKeyAuthentication(BaseAuthentication):
                 unknown_keys.charge(address)
             raise AuthenticationFailed(INVALID_TOKEN)
         request._request.api_key = credential.key  # type: ignore[attr-defined]  # the admin request record names it
+        if credential.key.allowed_ips and not _principal(credential.key).admits_address(address):
+            raise PermissionDenied(address_refusal(address))
         if credential.org_id is not None:
             confine_to_org(credential.key.user)
         return credential.key.user, credential
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
+
+
+def address_refusal(address: str) -> str:
+    return (
+        f"This API key only accepts requests from its allowed address ranges (allowed_ips); {address} is not in them."
+    )
 
 
 def request_api_key(request: Request) -> ApiKey | None:
@@ -145,9 +156,23 @@ class KeyPrincipal:
     expires_at: datetime | None
     grace_until: datetime | None
     revoked_at: datetime | None
+    # The key's own controls (apps/keys/controls.py), parsed once per load, so the warm path reads no table.
+    models: frozenset[str] | None = None  # None: every model of the org
+    networks: tuple[Network, ...] = ()  # empty: any address
+    limits: KeyLimits | None = None  # None: only the org's limits
 
     def usable_at(self, now: datetime) -> bool:
         return key_usable_at(self, now)
+
+    def admits_address(self, address: str) -> bool:
+        """True if the key has no address ranges or ``address`` (the client's, as trusted proxies saw it) is in one."""
+        if not self.networks:
+            return True
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in self.networks)
 
 
 def load_principal(public_id: str) -> KeyPrincipal | None:
@@ -165,6 +190,13 @@ def _principal(key: ApiKey) -> KeyPrincipal:
         expires_at=key.expires_at,
         grace_until=key.grace_until,
         revoked_at=key.revoked_at,
+        models=frozenset(key.allowed_models) if key.allowed_models else None,
+        networks=parse_networks(key.allowed_ips),
+        limits=(
+            KeyLimits(key_id=key.pk, rpm=key.rpm_limit, tpm=key.tpm_limit)
+            if key.rpm_limit is not None or key.tpm_limit is not None
+            else None
+        ),
     )
 
 

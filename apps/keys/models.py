@@ -99,6 +99,11 @@ class ApiKey(models.Model):
     grace_until = models.DateTimeField(null=True, blank=True)
     rotate_every_days = models.PositiveIntegerField(null=True, blank=True)
     rotation_grace_seconds = models.PositiveIntegerField(default=86400)
+    # Per-key controls inside the org's (apps/keys/controls.py); empty or null: only the org's apply.
+    allowed_models = models.JSONField(default=list, blank=True)
+    allowed_ips = models.JSONField(default=list, blank=True)  # CIDRs the key's requests may come from
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
 
     audit_type = "api_key"  # how the audit log names a key
 

@@ -19,14 +19,15 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import audit
 from apps.keys import selectors, tokens
 from apps.keys.authentication import key_cache
+from apps.keys.controls import CONTROL_FIELDS, clean_controls, widening
 from apps.keys.models import ApiKey
 from apps.orgs.models import Organisation
 from apps.plans.services import enforce_cap
 from apps.webhooks.models import EventType
 from apps.webhooks.services import emit_event
-from pendra_console.api.exceptions import Conflict, Gone, ValidationError
+from pendra_console.api.exceptions import Conflict, Gone, PermissionDenied, ValidationError
 
-UPDATABLE_FIELDS = frozenset({"name", "expires_at", "rotate_every_days", "rotation_grace_seconds"})
+UPDATABLE_FIELDS = frozenset({"name", "expires_at", "rotate_every_days", "rotation_grace_seconds", *CONTROL_FIELDS})
 MAX_GRACE = timedelta(days=30)
 _PUBLIC_ID_ATTEMPTS = 5
 
@@ -86,8 +87,17 @@ def api_key_create(
     expires_at: datetime | None = None,
     rotate_every_days: int | None = None,
     rotation_grace_seconds: int = 86400,
+    **controls: Any,
 ) -> tuple[ApiKey, str]:
-    """The new key and its plaintext, which is never available again."""
+    """The new key and its plaintext, which is never available again.
+
+    ``controls``: any of ``allowed_models``, ``allowed_ips``, ``rpm_limit``, ``tpm_limit``
+    (apps/keys/controls.py), inside the org's plan and models.
+    """
+    unknown = sorted(set(controls) - set(CONTROL_FIELDS))
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be set."))
+    controls = clean_controls(org_id=org.pk if org is not None else None, fields=controls)
     _validate_policy(name=name, expires_at=expires_at, grace_seconds=rotation_grace_seconds)
     if rotate_every_days is not None and rotate_every_days < 1:
         raise ValidationError({"rotate_every_days": "Must be at least 1."})
@@ -102,6 +112,7 @@ def api_key_create(
         expires_at=expires_at,
         rotate_every_days=rotate_every_days,
         rotation_grace_seconds=rotation_grace_seconds,
+        **controls,
     )
     assert plaintext is not None
     audit(
@@ -114,8 +125,11 @@ def api_key_create(
 
 
 @transaction.atomic
-def api_key_update(*, key: ApiKey, actor: Any, **fields: Any) -> ApiKey:
-    """Change name, expiry or rotation policy. Owner, org and user are fixed for a key's life."""
+def api_key_update(*, key: ApiKey, actor: Any, may_widen: bool = True, **fields: Any) -> ApiKey:
+    """Change name, expiry, rotation policy or controls. Owner, org and user are fixed for a key's life.
+
+    ``may_widen=False`` (a member on their own key) lets the controls only narrow.
+    """
     unknown = sorted(set(fields) - UPDATABLE_FIELDS)
     if unknown:
         raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
@@ -132,6 +146,10 @@ def api_key_update(*, key: ApiKey, actor: Any, **fields: Any) -> ApiKey:
     )
     if fields.get("rotate_every_days") is not None and fields["rotate_every_days"] < 1:
         raise ValidationError({"rotate_every_days": "Must be at least 1."})
+    controls = clean_controls(org_id=key.org_id, fields=fields)
+    if not may_widen and (refused := widening(key=key, cleaned=controls)):
+        raise PermissionDenied(" ".join(refused.values()))
+    fields |= controls
     changes: dict[str, Any] = {}
     for field, value in fields.items():
         value = value.strip() if isinstance(value, str) else value
@@ -200,6 +218,7 @@ def api_key_rotate(
                 expires_at=locked.expires_at,
                 rotate_every_days=locked.rotate_every_days,
                 rotation_grace_seconds=locked.rotation_grace_seconds,
+                **{field: getattr(locked, field) for field in CONTROL_FIELDS},  # a successor keeps its limits
                 rotated_from=locked,
                 awaiting_reveal=reveal_later,
             )

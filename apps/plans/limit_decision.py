@@ -33,6 +33,13 @@ Buckets, each per organisation (never per IP or client header, so a spoofed
    request is settled, so the request that spends the budget is answered and the one
    after it is refused, until the month ends (:func:`spend_keys`, :func:`budgets_for`).
 
+A key may also have its own requests and tokens per minute (:mod:`apps.plans.key_limits`), inside
+the org's: the ``key`` bucket, checked after the org's tokens and counted in the org's
+minute under the key's own counters (:func:`~apps.plans.key_limits.key_requests_key`, ``key_tokens_key``) by
+the same script or calls as the org's buckets, so it costs no extra round trip. A request
+refused by the key is not counted against the org, and one the org refuses is not
+counted against the key.
+
 Windows are fixed minutes, offset per subject by a hash of its key (so every org's
 minute does not roll over at once), the same arithmetic django-ratelimit uses; the
 counter keys are this module's own (:func:`request_key`, :func:`tokens_key`,
@@ -54,11 +61,15 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from apps.plans.pricing import period_of, seconds_to_next_period, spend_key, usd_of_units
 from apps.plans.selectors import PlanLimits
+
+if TYPE_CHECKING:
+    from apps.plans.key_limits import KeyLimits
 
 logger = logging.getLogger("pendra.limits")
 
@@ -80,6 +91,7 @@ TOKEN_BUCKETS: dict[str, tuple[str, str]] = {
     "embeddings": ("embeddings_tokens", "embeddings_tpm"),
 }
 STREAMS_BUCKET = "streams"
+KEY_BUCKET = "key"
 BUDGET_BUCKET = "budget"
 INFERENCE_KINDS = ("chat", "embeddings", "images", "audio")
 
@@ -198,13 +210,15 @@ def never_fits(plan: PlanLimits, kind: str, bound: TokenBound) -> Admission | No
     return Admission(allowed=False, bucket=bucket, detail=detail, retry_after=0, status=400, param=bound.param)
 
 
-def settle_delta(*, admission: Admission, tokens: int, end: int) -> int:
+def settle_delta(*, admission: Admission, tokens: int, end: int, reserved: int | None = None) -> int:
     """What settling adds to the tokens counter of the minute ending at ``end``.
 
-    The reservation was counted in the admission's minute: corrected there while it lasts;
-    a request that outlived its minute counts what it used in the current one.
+    The reservation (``reserved``, default the org's) was counted in the admission's minute:
+    corrected there while it lasts; a request that outlived its minute counts what it used
+    in the current one.
     """
-    return tokens - admission.reserved if admission.window_end == end else tokens
+    reserved = admission.reserved if reserved is None else reserved
+    return tokens - reserved if admission.window_end == end else tokens
 
 
 class Verdict(enum.IntEnum):
@@ -216,6 +230,8 @@ class Verdict(enum.IntEnum):
     TOO_MANY_STREAMS = 3
     ORG_BUDGET_SPENT = 4
     KEY_BUDGET_SPENT = 5
+    KEY_TOKENS_USED_UP = 6
+    KEY_REQUESTS_USED_UP = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +245,7 @@ class Counted:
     reserved: int = 0  # tokens this request reserved (admitted only)
     window_end: int = 0  # the minute the back end counted in
     lease: str = ""  # the stream's lease (admitted streams only)
+    key_reserved: int = 0  # tokens this request reserved in its key's own counter (admitted only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +260,8 @@ class Admission:
     reserved: int = 0  # tokens reserved at admission, replaced by the reported usage on settle
     window_end: int = 0  # the minute the reservation was counted in
     lease: str = ""  # the stream's lease: renewed while it runs, given back on settle
+    key_tokens_id: int = 0  # the key whose own tokens counter holds key_reserved (0: none)
+    key_reserved: int = 0
     # A refusal's plan and limit, kept apart from the detail so the request record can explain it.
     plan: str = ""
     limit: str = ""
@@ -255,7 +274,15 @@ def allowed_unchecked(kind: str) -> Admission:
     return Admission(allowed=True, bucket=kind, detail="", retry_after=0, headers={})
 
 
-def decide(*, plan: PlanLimits, kind: str, subject: str, counted: Counted, key_id: int | None = None) -> Admission:
+def decide(
+    *,
+    plan: PlanLimits,
+    kind: str,
+    subject: str,
+    counted: Counted,
+    key_id: int | None = None,
+    key: KeyLimits | None = None,
+) -> Admission:
     """The admission, its 429 detail and its headers, from what the back end counted."""
     if counted.verdict in (Verdict.ORG_BUDGET_SPENT, Verdict.KEY_BUDGET_SPENT):
         org_budget, key_budget = budgets_for(plan, key_id)
@@ -265,6 +292,14 @@ def decide(*, plan: PlanLimits, kind: str, subject: str, counted: Counted, key_i
         return _refusal(BUDGET_BUCKET, f"{amount} monthly budget of {whose}", plan, seconds_to_next_period(), {})
     end = counted.window_end or window_end(subject)
     reset = seconds_left(end)
+    if counted.verdict in (Verdict.KEY_TOKENS_USED_UP, Verdict.KEY_REQUESTS_USED_UP) and key is not None:
+        tokens_hit = counted.verdict == Verdict.KEY_TOKENS_USED_UP
+        limit_text = f"{key.tpm} tokens/minute" if tokens_hit else f"{key.rpm} requests/minute"
+        detail = f'Rate limit exceeded for bucket "{KEY_BUCKET}" ({limit_text} for this API key); retry in {reset} s'
+        headers = {"Retry-After": str(reset), "x-ratelimit-bucket": KEY_BUCKET}
+        return Admission(
+            allowed=False, bucket=KEY_BUCKET, detail=detail, retry_after=reset, headers=headers, limit=limit_text
+        )
     headers: dict[str, str] = {}
     if counted.verdict != Verdict.TOKENS_USED_UP:
         limit = request_limit(plan, kind)
@@ -298,6 +333,8 @@ def decide(*, plan: PlanLimits, kind: str, subject: str, counted: Counted, key_i
         window_end=end,
         lease=counted.lease,
         limits=plan,
+        key_tokens_id=key.key_id if key is not None and key.tpm_for(kind) is not None else 0,
+        key_reserved=counted.key_reserved,
     )
 
 

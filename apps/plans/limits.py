@@ -33,6 +33,7 @@ from django_ratelimit.core import get_usage
 from django_ratelimit.exceptions import Ratelimited
 from redis.exceptions import RedisError
 
+from apps.plans.key_limits import KeyLimits, key_never_fits, key_requests_key, key_reservation, key_tokens_key
 from apps.plans.limit_decision import (
     COUNTER_FUDGE_SECONDS,
     INFERENCE_KINDS,
@@ -197,8 +198,32 @@ def _budget_spent(org_id: int, key_id: int | None, plan: PlanLimits) -> Verdict 
     return None
 
 
+def _key_verdict(key: KeyLimits | None, kind: str, end: int, key_reserve: int) -> Verdict | None:
+    """The key's own buckets, checked before the org's are counted: a key's refusal costs the org nothing."""
+    key_tpm = key.tpm_for(kind) if key is not None else None
+    if key is not None and key_tpm is not None:
+        key_used = int(cache.get(key_tokens_key(key.key_id, end), 0))
+        if key_used >= key_tpm or key_used + key_reserve > key_tpm:
+            return Verdict.KEY_TOKENS_USED_UP
+    if (
+        key is not None
+        and key.rpm is not None
+        and int(cache.get(key_requests_key(key.key_id, key.rpm, end), 0)) >= key.rpm
+    ):
+        return Verdict.KEY_REQUESTS_USED_UP
+    return None
+
+
 def _count(
-    *, org_id: int, kind: str, streaming: bool, plan: PlanLimits, reserve: int, key_id: int | None = None
+    *,
+    org_id: int,
+    kind: str,
+    streaming: bool,
+    plan: PlanLimits,
+    reserve: int,
+    key_id: int | None = None,
+    key: KeyLimits | None = None,
+    key_reserve: int = 0,
 ) -> Counted:
     """The buckets in :mod:`apps.plans.limit_decision`'s order, one cache call at a time."""
     subject = org_subject(org_id)
@@ -212,6 +237,8 @@ def _count(
         used = int(cache.get(token_counter, 0))
         if used >= tokens or used + reserve > tokens:
             return Counted(Verdict.TOKENS_USED_UP, requests=0, tokens=used, window_end=end)
+    if (key_verdict := _key_verdict(key, kind, end, key_reserve)) is not None:
+        return Counted(key_verdict, requests=0, tokens=used, window_end=end)
     limit = request_limit(plan, kind)
     count = _incr_from_zero(request_key(kind, subject, limit, end), WINDOW_SECONDS + COUNTER_FUDGE_SECONDS)
     if count > limit:
@@ -224,6 +251,10 @@ def _count(
     if token_counter is not None and reserve > 0:
         _add_tokens(token_counter, reserve, end - int(time.time()) + COUNTER_FUDGE_SECONDS)
         used += reserve
+    if key is not None and key.rpm is not None:
+        _incr_from_zero(key_requests_key(key.key_id, key.rpm, end), WINDOW_SECONDS + COUNTER_FUDGE_SECONDS)
+    if key is not None and key.tpm_for(kind) is not None and key_reserve > 0:
+        _add_tokens(key_tokens_key(key.key_id, end), key_reserve, end - int(time.time()) + COUNTER_FUDGE_SECONDS)
     return Counted(
         Verdict.ALLOWED,
         requests=count,
@@ -231,11 +262,18 @@ def _count(
         reserved=reserve if token_counter else 0,
         window_end=end,
         lease=lease,
+        key_reserved=key_reserve,
     )
 
 
 def admit(
-    *, org_id: int, kind: str, streaming: bool, bound: TokenBound = NO_TOKENS, key_id: int | None = None
+    *,
+    org_id: int,
+    kind: str,
+    streaming: bool,
+    bound: TokenBound = NO_TOKENS,
+    key_id: int | None = None,
+    key: KeyLimits | None = None,
 ) -> Admission:
     """Count one inference request of ``kind`` for the org; refuse it if a bucket is used up.
 
@@ -247,16 +285,24 @@ def admit(
     if kind not in INFERENCE_KINDS:
         raise ValueError(f"unknown request kind {kind!r}; expected one of {', '.join(INFERENCE_KINDS)}")
     plan = plan_for_org(org_id)
-    if (refusal := never_fits(plan, kind, bound)) is not None:
+    if (refusal := never_fits(plan, kind, bound) or key_never_fits(key, kind, bound)) is not None:
         return refusal
     try:
-        reserve = reservation(plan, kind, bound)
-        counted = _count(org_id=org_id, kind=kind, streaming=streaming, plan=plan, reserve=reserve, key_id=key_id)
+        counted = _count(
+            org_id=org_id,
+            kind=kind,
+            streaming=streaming,
+            plan=plan,
+            reserve=reservation(plan, kind, bound),
+            key_id=key_id,
+            key=key,
+            key_reserve=key_reservation(key, kind, bound),
+        )
     except _CACHE_ERRORS as exc:
         outage.failed(exc)
         return allowed_unchecked(kind)
     outage.recovered()
-    return decide(plan=plan, kind=kind, subject=org_subject(org_id), counted=counted, key_id=key_id)
+    return decide(plan=plan, kind=kind, subject=org_subject(org_id), counted=counted, key_id=key_id, key=key)
 
 
 def settle(
@@ -273,13 +319,15 @@ def settle(
                     _add_tokens(counter, spend, SPEND_TTL_SECONDS)
         subject = org_subject(org_id)
         end = window_end(subject)
-        key = tokens_key(kind, subject, end)
-        if key is not None:
-            _add_tokens(
-                key,
-                settle_delta(admission=admission, tokens=max(0, tokens), end=end),
-                end - int(time.time()) + COUNTER_FUDGE_SECONDS,
+        counter = tokens_key(kind, subject, end)
+        ttl = end - int(time.time()) + COUNTER_FUDGE_SECONDS
+        if counter is not None:
+            _add_tokens(counter, settle_delta(admission=admission, tokens=max(0, tokens), end=end), ttl)
+        if admission.key_tokens_id:
+            key_delta = settle_delta(
+                admission=admission, tokens=max(0, tokens), end=end, reserved=admission.key_reserved
             )
+            _add_tokens(key_tokens_key(admission.key_tokens_id, end), key_delta, ttl)
     except _CACHE_ERRORS as exc:
         outage.failed(exc)
 

@@ -31,6 +31,7 @@ from django.core.cache import cache
 from redis.exceptions import RedisError
 
 from apps.plans import limits
+from apps.plans.key_limits import KeyLimits, key_never_fits, key_requests_key, key_reservation, key_tokens_key
 from apps.plans.limit_decision import (
     COUNTER_FUDGE_SECONDS,
     NO_TOKENS,
@@ -65,10 +66,12 @@ from pendra_console.cache import LEASE_RENEW
 logger = logging.getLogger("pendra.limits")
 
 # KEYS: request counter, tokens counter ("" when the kind has none), stream leases,
-# the month's spend of the org and of the key ("" without a key).
+# the month's spend of the org and of the key ("" without a key), the key's own request
+# counter and tokens counter ("" when it has no such limit).
 # ARGV: 1 request ttl, 2 request limit, 3 token limit (-1: none), 4 streaming (0/1),
 # 5 stream limit, 6 lease seconds, 7 tokens to reserve, 8 tokens ttl, 9 now, 10 lease id,
-# 11 the org's hard budget, 12 the key's (spend units, -1: none).
+# 11 the org's hard budget, 12 the key's (spend units, -1: none), 13 the key's own request
+# limit, 14 its own token limit (-1: none), 15 tokens to reserve in the key's counter.
 # Returns {verdict, requests counted, tokens used (with this reservation once admitted),
 # streams open}; the verdict is a limit_decision.Verdict, found in its bucket order: a
 # request refused for its budget or tokens is not counted, and a refused request reserves
@@ -91,6 +94,18 @@ if token_limit >= 0 then
     if tokens >= token_limit or tokens + reserve > token_limit then
         return {1, 0, tokens, 0}
     end
+end
+local key_rpm = tonumber(ARGV[13])
+local key_tpm = tonumber(ARGV[14])
+local key_reserve = tonumber(ARGV[15])
+if key_tpm >= 0 then
+    local key_tokens = tonumber(redis.call('GET', KEYS[7]) or '0')
+    if key_tokens >= key_tpm or key_tokens + key_reserve > key_tpm then
+        return {6, 0, tokens, 0}
+    end
+end
+if key_rpm >= 0 and tonumber(redis.call('GET', KEYS[6]) or '0') >= key_rpm then
+    return {7, 0, tokens, 0}
 end
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then
@@ -117,13 +132,21 @@ if token_limit >= 0 and reserve > 0 then
     end
     tokens = tokens + reserve
 end
+if key_rpm >= 0 and redis.call('INCR', KEYS[6]) == 1 then
+    redis.call('EXPIRE', KEYS[6], ARGV[1])
+end
+if key_tpm >= 0 and key_reserve > 0 then
+    if redis.call('INCRBY', KEYS[7], key_reserve) == key_reserve then
+        redis.call('EXPIRE', KEYS[7], ARGV[8])
+    end
+end
 return {0, count, tokens, streams}
 """
 
 # KEYS: tokens counter of the current minute (or ""), stream leases, the month's spend of
-# the org and of the key (or "").
+# the org and of the key (or ""), the key's own tokens counter (or "").
 # ARGV: tokens to add (negative: a reservation settled lower), tokens ttl, lease id ("": none),
-# spend units to add (the request's cost), spend ttl.
+# spend units to add (the request's cost), spend ttl, tokens to add to the key's own counter.
 _SETTLE = """
 local spend = tonumber(ARGV[4])
 if spend > 0 then
@@ -133,16 +156,19 @@ if spend > 0 then
         end
     end
 end
-local delta = tonumber(ARGV[1])
-if delta ~= 0 and KEYS[1] ~= '' then
-    local total = redis.call('INCRBY', KEYS[1], delta)
-    if total == delta then
-        redis.call('EXPIRE', KEYS[1], ARGV[2])
-    end
-    if total < 0 then
-        redis.call('SET', KEYS[1], 0, 'KEEPTTL')
+local function add_tokens(counter, delta)
+    if delta ~= 0 and counter ~= '' then
+        local total = redis.call('INCRBY', counter, delta)
+        if total == delta then
+            redis.call('EXPIRE', counter, ARGV[2])
+        end
+        if total < 0 then
+            redis.call('SET', counter, 0, 'KEEPTTL')
+        end
     end
 end
+add_tokens(KEYS[1], tonumber(ARGV[1]))
+add_tokens(KEYS[5], tonumber(ARGV[6]))
 if ARGV[3] ~= '' then
     redis.call('ZREM', KEYS[2], ARGV[3])
 end
@@ -171,15 +197,22 @@ client = _client
 
 
 async def admit(
-    *, org_id: int, kind: str, streaming: bool, bound: TokenBound = NO_TOKENS, key_id: int | None = None
+    *,
+    org_id: int,
+    kind: str,
+    streaming: bool,
+    bound: TokenBound = NO_TOKENS,
+    key_id: int | None = None,
+    key: KeyLimits | None = None,
 ) -> Admission:
     """:func:`apps.plans.limits.admit`, counted in one round trip; same answers, same headers."""
     if not settings.REDIS_URL:
-        return await run_db(
-            functools.partial(limits.admit, org_id=org_id, kind=kind, streaming=streaming, bound=bound, key_id=key_id)
+        admit_sync = functools.partial(
+            limits.admit, org_id=org_id, kind=kind, streaming=streaming, bound=bound, key_id=key_id, key=key
         )
+        return await run_db(admit_sync)
     plan = await plan_for_org_async(org_id)
-    if (refusal := never_fits(plan, kind, bound)) is not None:
+    if (refusal := never_fits(plan, kind, bound) or key_never_fits(key, kind, bound)) is not None:
         return refusal
     subject = org_subject(org_id)
     end = window_end(subject)
@@ -190,15 +223,20 @@ async def admit(
     lease = new_lease_id() if streaming else ""
     org_spend, key_spend = spend_keys(org_id, key_id)
     org_budget, key_budget = budgets_for(plan, key_id)
+    key_rpm = key.rpm if key is not None else None
+    key_tpm = key.tpm_for(kind) if key is not None else None
+    key_reserve = key_reservation(key, kind, bound)
     try:
         verdict, count, used, _ = await _client().eval(
             _ADMIT,
-            5,
+            7,
             cache.make_key(request_key(kind, subject, limit, end)),
             cache.make_key(token_counter) if token_counter is not None else "",
             cache.make_key(leases_key(org_id)),
             cache.make_key(org_spend),
             cache.make_key(key_spend) if key_spend else "",
+            cache.make_key(key_requests_key(key.key_id, key_rpm, end)) if key and key_rpm is not None else "",
+            cache.make_key(key_tokens_key(key.key_id, end)) if key and key_tpm is not None else "",
             WINDOW_SECONDS + COUNTER_FUDGE_SECONDS,
             limit,
             tokens if tokens is not None else -1,
@@ -211,15 +249,24 @@ async def admit(
             lease,
             org_budget,
             key_budget,
+            key_rpm if key_rpm is not None else -1,
+            key_tpm if key_tpm is not None else -1,
+            key_reserve,
         )
     except (RedisError, OSError, TimeoutError) as exc:
         outage.failed(exc)
         return allowed_unchecked(kind)
     outage.recovered()
     counted = Counted(
-        Verdict(int(verdict)), requests=int(count), tokens=int(used), reserved=reserve, window_end=end, lease=lease
+        Verdict(int(verdict)),
+        requests=int(count),
+        tokens=int(used),
+        reserved=reserve,
+        window_end=end,
+        lease=lease,
+        key_reserved=key_reserve,
     )
-    return decide(plan=plan, kind=kind, subject=subject, counted=counted, key_id=key_id)
+    return decide(plan=plan, kind=kind, subject=subject, counted=counted, key_id=key_id, key=key)
 
 
 async def renew(*, org_id: int, lease: str) -> None:
@@ -281,21 +328,29 @@ def _settle_command(
     end = window_end(subject)
     token_counter = tokens_key(kind, subject, end)
     delta = settle_delta(admission=admission, tokens=max(0, tokens), end=end) if token_counter is not None else 0
-    if delta == 0 and not admission.lease and spend <= 0:
+    key_counter = key_tokens_key(admission.key_tokens_id, end) if admission.key_tokens_id else None
+    key_delta = (
+        settle_delta(admission=admission, tokens=max(0, tokens), end=end, reserved=admission.key_reserved)
+        if key_counter is not None
+        else 0
+    )
+    if delta == 0 and key_delta == 0 and not admission.lease and spend <= 0:
         return None
     org_spend, key_spend = spend_keys(org_id, key_id)
     return (
         _SETTLE,
-        4,
+        5,
         cache.make_key(token_counter) if token_counter is not None else "",
         cache.make_key(leases_key(org_id)),
         cache.make_key(org_spend),
         cache.make_key(key_spend) if key_spend else "",
+        cache.make_key(key_counter) if key_counter is not None else "",
         delta,
         end - int(time.time()) + COUNTER_FUDGE_SECONDS,
         admission.lease,
         max(0, spend),
         SPEND_TTL_SECONDS,
+        key_delta,
     )
 
 

@@ -69,6 +69,16 @@ def model_catalogue() -> dict[str, list[tuple[str, int | None]]]:
     return catalogue
 
 
+def models_offered_to(*, org_id: int) -> dict[str, str]:
+    """The models the org may call: served by a non-disabled shared worker or one dedicated to it."""
+    return {
+        name: kind
+        for name, workers in model_catalogue().items()
+        for kind, dedicated_org_id in workers
+        if dedicated_org_id is None or dedicated_org_id == org_id
+    }
+
+
 def worker_list() -> QuerySet[Worker]:
     return Worker.objects.select_related("dedicated_org").order_by("name")
 

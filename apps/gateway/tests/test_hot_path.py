@@ -15,7 +15,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CHAT = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2}
 
 
-def test_a_warm_request_reads_no_table(gateway: Gateway, settings, monkeypatch) -> None:
+# A key with every per-key control on: its models, address ranges and own limits are cached too.
+CONTROLS = {"allowed_models": ["sim-chat"], "allowed_ips": ["127.0.0.0/8"], "rpm_limit": 30, "tpm_limit": 2000}
+
+
+@pytest.mark.parametrize("controls", [{}, CONTROLS], ids=["plain key", "key with every control"])
+def test_a_warm_request_reads_no_table(gateway: Gateway, settings, monkeypatch, controls) -> None:
+    if controls:
+        created = gateway.actor.client().post("/api/v1/orgs/acme/keys/", {"name": "ctl", **controls}, format="json")
+        assert created.status_code == 201, created.content
+        gateway.key = created.json()["key"]
     settings.PENDRA_KEY_CACHE_SECONDS = 60
     settings.PENDRA_PLAN_CACHE_SECONDS = 60  # a slow run must not see the plan expire mid-test
     queries: Counter[str] = Counter()
