@@ -134,8 +134,10 @@ class HistoryGenerator:
         # Busier in the working day than at night: hours drawn with a daytime bump.
         day = self.random.randrange(self.days)
         hour = min(23, max(0, int(self.random.gauss(14, 5))))
-        moment = self.now - timedelta(days=day, hours=self.now.hour - hour, seconds=self.random.randrange(3600))
-        return min(moment, self.now)
+        # Microseconds, as the gateway stamps records: real records almost never share an instant.
+        moment = self.now - timedelta(days=day, hours=self.now.hour - hour, microseconds=self.random.random() * 3.6e9)
+        # An hour later today than now is yesterday's (clamping it to now would stack thousands on one instant).
+        return moment if moment <= self.now else moment - timedelta(days=1)
 
     def _request_id(self) -> str:
         # Now and then a client reuses an id it sent before (support must show every match).

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count
+from django.utils import timezone
 
 from apps.keys.models import ApiKey
 from apps.orgs.models import Membership, Organisation
@@ -52,6 +54,16 @@ def test_each_success_costs_its_tokens_at_the_org_plans_prices() -> None:
         price = price_for(prices[usage.org_id], kind="chat", model=usage.model)
         expected = cost_of(price, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, units=0)
         assert usage.cost == expected > 0
+
+
+def test_records_spread_over_the_days_asked_for_without_piling_on_one_instant() -> None:
+    before = timezone.now()
+    _generate(count=2000, orgs=2, workers=2, days=10)
+
+    stamps = list(RequestRecord.objects.values_list("created_at", flat=True))
+    assert before - timedelta(days=11) < min(stamps) and max(stamps) <= timezone.now()
+    assert max(Counter(stamps).values()) <= 2
+    assert len({stamp.date() for stamp in stamps}) >= 10
 
 
 def test_failures_carry_what_their_explanation_needs() -> None:
