@@ -39,7 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 from testing import servers  # noqa: E402
 
-RECORD_TABLES = ("requestlog_requestrecord", "requestlog_usagerecord", "requestlog_usagerollup")
+RECORD_TABLES = (
+    "requestlog_requestrecord",
+    "requestlog_usagerecord",
+    "requestlog_usagerollup",
+    "requestlog_requestrollup",
+)
 TARGETS_MS = {"lookup": 5, "list": 20, "report": 50, "dashboard": 100}
 
 

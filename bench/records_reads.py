@@ -79,7 +79,7 @@ class Reads:
         yield "dashboard data (org_dashboard)", "dashboard", lambda: org_dashboard(self.org)
         client = Client()
         client.force_login(self.owner)
-        url = reverse("console:org-overview", kwargs={"slug": self.org.slug})
+        url = reverse("console:dashboard", kwargs={"slug": self.org.slug})
 
         def dashboard() -> None:
             response = client.get(url, secure=True)
