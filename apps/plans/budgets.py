@@ -36,7 +36,9 @@ def budget_of(*, org: Organisation, key_id: int | None) -> Budget | None:
 @transaction.atomic
 def budget_set(*, org: Organisation, key_id: int | None, monthly_usd: Decimal, hard: bool, actor: Any) -> Budget:
     """Create or change the org's budget (``key_id`` None) or one key's; applies from the next request."""
-    budget = Budget.objects.select_for_update().filter(org=org, api_key_id=key_id).first()
+    # The org's row serialises budget writes: two first PUTs cannot both insert (a unique violation, a 500).
+    Organisation.objects.select_for_update().filter(pk=org.pk).first()
+    budget = Budget.objects.filter(org=org, api_key_id=key_id).first()
     before = None if budget is None else {"monthly_usd": str(budget.monthly_usd), "hard": budget.hard}
     if budget is None:
         budget = Budget(org=org, api_key_id=key_id)

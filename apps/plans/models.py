@@ -112,7 +112,7 @@ class Budget(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["org", "api_key"]
+        ordering = ["org_id", "api_key_id"]
         constraints = [
             models.UniqueConstraint(fields=["org"], condition=Q(api_key__isnull=True), name="budget_one_per_org"),
             models.UniqueConstraint(fields=["api_key"], name="budget_one_per_key"),

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, models, transaction
 
-from apps.requestlog import rollups
+from apps.requestlog import budget_alerts, rollups
 from apps.requestlog.cleaning import TOKEN_FIELDS, RowCleaner
 from apps.requestlog.models import RequestRecord, UsageRecord
 
@@ -123,12 +123,15 @@ def write_records(
     if not (record_rows or usage_rows):
         return 0, 0
     try:
-        return _write_batch(record_rows, usage_rows)
+        written = _write_batch(record_rows, usage_rows)
     except UNREACHABLE:
         raise
     except Exception:
         logger.warning("a record batch of %d was refused; writing it row by row", len(record_rows) + len(usage_rows))
-    return _write_each(_records, record_rows, record_rows), _write_each(_usages, usage_rows, record_rows)
+        written = _write_each(_records, record_rows, record_rows), _write_each(_usages, usage_rows, record_rows)
+    # Committed: the roll-ups hold this batch's spend, so the budgets' thresholds can be checked.
+    budget_alerts.check_after_write(usage_rows)
+    return written
 
 
 def _write_each(table: _Table, rows: list[Mapping[str, Any]], batch: list[Mapping[str, Any]]) -> int:

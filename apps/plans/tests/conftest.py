@@ -7,6 +7,7 @@ import pytest
 
 from apps.gateway.tests.conftest import Gateway, gateway  # noqa: F401 (a fixture, used by name)
 from apps.plans.selectors import plan_cache
+from testing.webhook_receiver import webhook_receiver  # noqa: F401 (a fixture, used by name)
 
 
 @pytest.fixture(params=["redis", "embedded"])

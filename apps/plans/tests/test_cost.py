@@ -86,3 +86,15 @@ def test_each_billed_request_costs_tokens_times_the_plans_price_and_failures_not
         assert by_key[key.pk] == sum((expected(row, price_of(row)) for row in mine), Decimal(0)), actor.email
     failed_ids = RequestRecord.objects.filter(status=502).values_list("request_id", flat=True)
     assert not UsageRecord.objects.filter(request_id__in=list(failed_ids)).exists()
+
+    # The usage report shows cost beside tokens, by key and by member, summed exactly.
+    client = gateway.actor.client()
+    by_key_report = client.get("/api/v1/orgs/acme/usage/", {"group_by": "key"}).json()["rows"]
+    by_member_report = client.get("/api/v1/orgs/acme/usage/", {"group_by": "member"}).json()["rows"]
+    for actor in (gateway.actor, member):
+        mine = [row for row in rows if row.api_key_id == actor.api_key.pk]
+        exact = sum((expected(row, price_of(row)) for row in mine), Decimal(0))
+        [key_row] = [row for row in by_key_report if row["key_id"] == actor.api_key.pk]
+        [member_row] = [row for row in by_member_report if row["member_id"] == actor.user.pk]
+        assert Decimal(key_row["cost"]) == exact == Decimal(member_row["cost"])
+        assert key_row["total_tokens"] == sum(row.total_tokens for row in mine)
