@@ -189,17 +189,19 @@ def test_latency_header_delays_the_answer(simulator: SimFactory) -> None:
 
 def test_ttft_delays_the_first_token_but_not_the_headers(simulator: SimFactory) -> None:
     sim = simulator()
+    httpx.post(f"{sim.url}/v1/chat/completions", json=CHAT)  # warm: the first request pays for imports
 
     started = time.monotonic()
     with httpx.stream(
-        "POST", f"{sim.url}/v1/chat/completions", json={**CHAT, "stream": True}, headers={"x-sim-ttft-ms": "400"}
+        "POST", f"{sim.url}/v1/chat/completions", json={**CHAT, "stream": True}, headers={"x-sim-ttft-ms": "1500"}
     ) as response:
         headers_after = time.monotonic() - started
         first = next(response.iter_raw())
         first_after = time.monotonic() - started
 
-    assert headers_after < 0.3
-    assert first_after >= 0.4
+    # A wide gap, so a loaded machine's scheduling delay cannot blur headers-first into token-first.
+    assert headers_after < 1.0
+    assert first_after >= 1.5
     assert first.startswith(b"data: ")
 
 
