@@ -10,14 +10,16 @@ sorted by key so two writers touching the same rows lock them in the same order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models
 from django.db.models import Count, F, Sum
 from django.db.models.functions import TruncHour
+from django.utils import timezone
 
 from apps.keys.selectors import key_user_ids
 from apps.requestlog.models import RequestRecord, RequestRollup, UsageRecord, UsageRollup
@@ -112,6 +114,9 @@ def rebuild(
     """Recompute both roll-ups from the rows (``manage.py rebuild_rollups``, and the migration
     that created them, with its historical models); returns how many roll-up rows were made.
 
+    Request counts older than the retention period are kept as they are (their records may
+    be gone); usage rows are never deleted, so usage is recomputed whole.
+
     Call inside a transaction. On PostgreSQL the roll-up tables are locked against writers
     first: a writer that inserted rows before then has committed them (they are counted
     here), one after waits and adds its own once this commits; nothing is counted twice.
@@ -120,12 +125,19 @@ def rebuild(
         with connection.cursor() as cursor:
             for table in (request_rollup, usage_rollup):
                 cursor.execute(f"LOCK TABLE {connection.ops.quote_name(table._meta.db_table)} IN EXCLUSIVE MODE")
+    # Retention deletes old request records but not their counts: the hours it may have
+    # reached keep what the writer counted (all is recomputed when the roll-up is empty).
+    recounted = request_rollup._default_manager.all()
+    records = record_model._default_manager.filter(org_id__isnull=False, route__startswith=INFERENCE_PREFIX)
+    if recounted.exists():
+        retained_from = hour_of(timezone.now() - timedelta(days=settings.PENDRA_REQUEST_RETENTION_DAYS))
+        recounted = recounted.filter(hour__gt=retained_from)
+        records = records.filter(created_at__gte=retained_from + timedelta(hours=1))
     # Deleting first also takes SQLite's write lock before anything is read.
-    request_rollup._default_manager.all().delete()
+    recounted.delete()
     usage_rollup._default_manager.all().delete()
     requests = (
-        record_model._default_manager.filter(org_id__isnull=False, route__startswith=INFERENCE_PREFIX)
-        .annotate(hour=TruncHour("created_at"), status_class=F("status") / 100)
+        records.annotate(hour=TruncHour("created_at"), status_class=F("status") / 100)
         .values("org_id", "hour", "user_id", "status_class")
         .annotate(requests=Count("id"))
         .order_by()

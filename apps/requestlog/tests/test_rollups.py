@@ -3,6 +3,7 @@ rebuild from the records agrees with what the writer kept."""
 
 from __future__ import annotations
 
+import io
 import secrets
 import threading
 from datetime import timedelta
@@ -10,12 +11,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
 from apps.requestlog.models import RequestRollup, UsageRollup
-from apps.requestlog.services import write_records
+from apps.requestlog.services import delete_expired_records, write_records
 from testing.actors import Actor
 
 ORG = "/api/v1/orgs/acme"
@@ -128,6 +130,16 @@ def test_rebuilding_the_rollups_from_the_records_gives_what_the_writer_kept(owne
     kept = _snapshot()
     assert kept[0] and kept[1]
     call_command("rebuild_rollups", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert _snapshot() == kept
+
+
+@pytest.mark.django_db
+def test_a_rebuild_after_retention_keeps_the_request_counts_of_deleted_records(owner: Actor) -> None:
+    days = settings.PENDRA_REQUEST_RETENTION_DAYS
+    write_records(*_batch(_rows(owner, 5, hours_ago=days * 24 + 5), _rows(owner, 0, status=502, hours_ago=2)))
+    kept = _snapshot()
+    assert delete_expired_records() == 1
+    call_command("rebuild_rollups", stdout=io.StringIO())
     assert _snapshot() == kept
 
 
