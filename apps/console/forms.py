@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.console.key_forms import KeyControlsForm
 from apps.keys.services import MAX_GRACE
 from apps.orgs.models import Membership, Role
 from pendra_console.request_id import REQUEST_ID_SHAPE, is_request_id
@@ -62,7 +63,7 @@ class TransferOwnershipForm(forms.Form):
         self.fields["member"].queryset = candidates  # type: ignore[attr-defined]
 
 
-class KeyCreateForm(forms.Form):
+class KeyCreateForm(KeyControlsForm):
     name = forms.CharField(label="Name", max_length=100, help_text="Where the key is used, e.g. production backend.")
     expires_on = forms.DateField(
         label="Expires on", required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="Optional."
@@ -83,6 +84,7 @@ class KeyCreateForm(forms.Form):
             "name": data["name"],
             "expires_at": _end_of_day(data.get("expires_on")),
             "rotate_every_days": data.get("rotate_every_days"),
+            **self.control_fields(),
         }
 
 

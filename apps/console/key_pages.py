@@ -23,6 +23,7 @@ from django.views.decorators.cache import never_cache
 
 from apps.console.access import OrgPage, ServiceRefused, is_htmx, redirect_after_post, service_call
 from apps.console.forms import KeyCreateForm, KeyPolicyForm, KeyRotateForm
+from apps.console.key_forms import control_initial
 from apps.keys import selectors, services
 from apps.keys.models import ApiKey
 from apps.keys.permissions import OWN_USER_ONLY_DETAIL, KeyAccess, key_access
@@ -102,6 +103,7 @@ class KeyObjectPage(KeyPage):
             "expires_on": key.expires_at.date() if key.expires_at else None,
             "rotate_every_days": key.rotate_every_days or "",
             "rotation_grace_seconds": key.rotation_grace_seconds,
+            **control_initial(key),
         }
 
     def render_detail(
@@ -128,7 +130,10 @@ class KeyDetail(KeyObjectPage):
         if form.is_valid():
             try:
                 with service_call(request, form):
-                    key = services.api_key_update(key=key, actor=request.user, **form.service_fields())
+                    # A member may narrow their own key's controls only, as in the API.
+                    may_widen = role_at_least(self.role, Role.ADMIN)
+                    fields = form.service_fields()
+                    key = services.api_key_update(key=key, actor=request.user, may_widen=may_widen, **fields)
             except ServiceRefused:
                 pass
             else:

@@ -43,6 +43,7 @@ ORG_SECTIONS = (
     # Members see their own keys' requests only (the view narrows the list).
     Section("Request log", "console:requests"),
     Section("Audit log", "console:audit", min_role=Role.ADMIN),
+    Section("Webhooks", "console:webhooks", min_role=Role.ADMIN),
     Section("Security", "console:org-security", min_role=Role.OWNER),
 )
 

@@ -11,6 +11,7 @@ from apps.console import (
     request_pages,
     security_pages,
     usage_pages,
+    webhook_pages,
 )
 
 urlpatterns = [
@@ -39,5 +40,13 @@ urlpatterns = [
     path("requests/", request_pages.RequestLog.as_view(), name="requests"),
     path("requests/<str:request_id>/", request_pages.RequestExplanation.as_view(), name="org-request"),
     path("audit/", audit_pages.AuditLog.as_view(), name="audit"),
+    path("webhooks/", webhook_pages.WebhookList.as_view(), name="webhooks"),
+    path("webhooks/<uuid:endpoint_id>/", webhook_pages.WebhookDeliveries.as_view(), name="webhook-deliveries"),
+    path(
+        "webhooks/<uuid:endpoint_id>/deliveries/<uuid:delivery_id>/resend/",
+        webhook_pages.WebhookResend.as_view(),
+        name="webhook-resend",
+    ),
+    path("webhooks/<uuid:endpoint_id>/delete/", webhook_pages.WebhookDelete.as_view(), name="webhook-delete"),
     path("security/", security_pages.OrgSecurity.as_view(), name="org-security"),
 ]

@@ -17,6 +17,7 @@ from apps.console import org_urls
 from apps.console.tests.conftest import signed_in
 from apps.orgs.models import Invitation, Membership
 from apps.requestlog.services import write_records
+from apps.webhooks.services import emit_event, endpoint_create
 from testing.actors import Actor
 
 pytestmark = pytest.mark.django_db
@@ -37,10 +38,11 @@ PAGES = (
 OWNER_FORMS = ("org-rename", "org-transfer", "org-delete", "member-invite", "member-role", "member-remove")
 OWNER_FORMS += ("invitation-withdraw", "plan-change", "org-security")
 # GET of each page by each org role; the key page is the member's own key.
+WEBHOOK_PAGES = ("webhooks", "webhook-deliveries")
 GET = {
-    "owner": {**dict.fromkeys(PAGES, 200), "org-security": 200},
-    "admin": {**dict.fromkeys(PAGES, 200), "org-security": 403},
-    "member": {**dict.fromkeys(PAGES, 200), "audit": 403, "org-security": 403},
+    "owner": {**dict.fromkeys(PAGES + WEBHOOK_PAGES, 200), "org-security": 200},
+    "admin": {**dict.fromkeys(PAGES + WEBHOOK_PAGES, 200), "org-security": 403},
+    "member": {**dict.fromkeys(PAGES, 200), **dict.fromkeys(WEBHOOK_PAGES, 403), "audit": 403, "org-security": 403},
 }
 # An empty form POSTed: 200 (the form with its errors), 302 (done, or refused with a message),
 # 403 (the role or the key's owner forbids it), 405 (a page without a form).
@@ -53,6 +55,9 @@ POST = {
         "key-rotate": 200,
         "key-reveal": 403,
         "key-revoke": 302,
+        "webhooks": 200,
+        "webhook-resend": 302,
+        "webhook-delete": 302,
     },
     "admin": {
         **dict.fromkeys(OWNER_FORMS, 403),
@@ -61,6 +66,9 @@ POST = {
         "key-rotate": 200,
         "key-reveal": 403,
         "key-revoke": 302,
+        "webhooks": 200,
+        "webhook-resend": 302,
+        "webhook-delete": 302,
     },
     "member": {
         **dict.fromkeys(OWNER_FORMS, 403),
@@ -69,6 +77,7 @@ POST = {
         "key-rotate": 200,
         "key-reveal": 302,
         "key-revoke": 302,
+        **dict.fromkeys(("webhooks", "webhook-resend", "webhook-delete"), 403),
     },
 }
 
@@ -81,6 +90,14 @@ def _members_request(member: Actor) -> str:
     return row["request_id"]
 
 
+def _webhook_delivery(member: Actor) -> dict[str, str]:
+    """An endpoint of the org and one delivery to it (never sent: the test commits nothing)."""
+    assert member.org is not None
+    endpoint = endpoint_create(org=member.org, actor=None, url="http://127.0.0.1:9/hooks", events=["key.expired"])
+    emit_event(org=member.org, event="key.expired", data={})
+    return {"endpoint_id": str(endpoint.pk), "delivery_id": str(endpoint.deliveries.get().pk)}
+
+
 def _urls(member: Actor, admin: Actor, invitation: tuple[Invitation, str]) -> list[tuple[str, str]]:
     """(url name, path) of every page under /orgs/<slug>/, with real ids of the org's rows."""
     ids = {
@@ -89,6 +106,7 @@ def _urls(member: Actor, admin: Actor, invitation: tuple[Invitation, str]) -> li
         "member_id": Membership.objects.get(user=member.user).pk,
         "invitation_id": invitation[0].pk,
         "request_id": _members_request(member),
+        **_webhook_delivery(member),
     }
     urls = []
     for pattern in org_urls.urlpatterns:
