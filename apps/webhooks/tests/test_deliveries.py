@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
-from apps.webhooks.models import Attempt, Event
+from apps.webhooks.models import Attempt, Delivery, Event
 from apps.webhooks.signing import verify
 from testing.actors import Actor
 
@@ -167,3 +169,19 @@ def test_the_secret_is_in_no_log_record_or_later_response(owner, celery_stack, w
     stored += list(Attempt.objects.values_list("response_snippet", "error"))
     assert secret not in json.dumps(stored, default=str)
     assert all(secret not in r.body.decode() for r in receiver.received)
+
+
+def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep(owner, celery_stack, webhook_receiver) -> None:
+    receiver = webhook_receiver()
+    client = owner.client()
+    endpoint = _endpoint(client, receiver.url)
+    stack = celery_stack()  # this process's tasks go to another queue, where nobody listens: lost
+    worker = stack.worker()
+    _rotate(owner)
+    Delivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=2))
+
+    worker.wait_for_task(stack.send("webhooks.send_stale"))
+
+    [received] = receiver.wait_for(1)
+    assert verify(header=_signature(received), body=received.body, secret=endpoint["secret"])
+    assert _wait_for_state(client, endpoint["id"], "succeeded")["attempts"] == 1
