@@ -136,6 +136,8 @@ def run(args: argparse.Namespace, url: str) -> None:
     from bench.records_reads import Reads
 
     call_command("migrate", verbosity=0)
+    # Pages render with the production static storage, whose manifest collectstatic writes.
+    call_command("collectstatic", interactive=False, verbosity=0)
     generation = ""
     if not args.skip_generate:
         started = time.monotonic()
