@@ -87,6 +87,13 @@ def check_post(url: str, body: dict[str, object], key: str) -> None:
         raise SystemExit(f"{url} answered {exc.code}: {exc.read()[:500]!r}") from None
 
 
+def profile_format(path: str) -> list[str]:
+    """py-spy's format for ``path``: .json speedscope, .txt collapsed stacks (one line per stack), else SVG."""
+    if path.endswith(".json"):
+        return ["--format", "speedscope"]
+    return ["--format", "raw"] if path.endswith(".txt") else []
+
+
 def write_block(readme: Path, name: str, text: str) -> None:
     """Replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of ``readme`` (appended when missing)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

@@ -237,7 +237,7 @@ def main() -> None:
                     str(int(args.duration) * 2),
                     "-o",
                     args.profile,
-                    *(["--format", "speedscope"] if args.profile.endswith(".json") else []),
+                    *procs.profile_format(args.profile),
                     "-p",
                     str(profile_pid),
                 ],

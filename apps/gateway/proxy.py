@@ -101,7 +101,14 @@ class Proxy:
         if self._session is None or self._session.closed:
             # One pooled client per process; connections to workers are kept alive.
             # Every address is checked as it is resolved (DNS rebinding), see apps.workers.egress.
-            connector = worker_connector(limit=0, limit_per_host=256, ttl_dns_cache=60, keepalive_timeout=30)
+            # Per worker: one connection per request in flight, so the cap is how many streams one
+            # process can hold open to a worker (256 here queued the 257th stream behind the others).
+            connector = worker_connector(
+                limit=0,
+                limit_per_host=settings.PENDRA_WORKER_MAX_CONNECTIONS,
+                ttl_dns_cache=60,
+                keepalive_timeout=30,
+            )
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
         return self._session
 

@@ -72,6 +72,9 @@ PENDRA_IMAGE_SIZES = env_list("PENDRA_IMAGE_SIZES", "256x256,512x512,1024x1024,1
 PENDRA_ALLOW_PRIVATE_WORKER_URLS = env_bool("PENDRA_ALLOW_PRIVATE_WORKER_URLS", DEBUG)
 # What the gateway holds of a worker's answer: a non-streamed body (base64 images are the
 # largest), an error body, one server-sent event. Above the bound the worker has failed.
+# Connections one web process keeps open to one worker at most: one per request in flight
+# (a stream holds its connection while it runs); a request past it waits for one to free up.
+PENDRA_WORKER_MAX_CONNECTIONS = env_int("PENDRA_WORKER_MAX_CONNECTIONS", 2048, minimum=1)
 PENDRA_WORKER_MAX_BODY_BYTES = env_int("PENDRA_WORKER_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1024)
 PENDRA_WORKER_MAX_ERROR_BYTES = env_int("PENDRA_WORKER_MAX_ERROR_BYTES", 64 * 1024, minimum=1024)
 PENDRA_WORKER_MAX_EVENT_BYTES = env_int("PENDRA_WORKER_MAX_EVENT_BYTES", 1024 * 1024, minimum=1024)
