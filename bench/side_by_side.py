@@ -59,11 +59,14 @@ PATH_LABELS = {
 }
 
 
-def measure(load: Callable[[], dict[str, float]], cpu_of: Callable[[], float]) -> dict[str, float]:
-    before = cpu_of()
+def measure(load: Callable[[], dict[str, float]], parts: dict[str, list[int]]) -> dict[str, float]:
+    """wrk's result, with CPU µs per request: ``cpu_us`` in all, ``cpu_us:NAME`` for each part's process trees."""
+    before = {name: procs.tree_cpu_seconds(roots) for name, roots in parts.items()}
     result = load()
-    spent = cpu_of() - before
-    result["cpu_us"] = spent / max(result["requests"], 1) * 1e6
+    requests = max(result["requests"], 1)
+    for name, roots in parts.items():
+        result[f"cpu_us:{name}"] = (procs.tree_cpu_seconds(roots) - before[name]) / requests * 1e6
+    result["cpu_us"] = sum(result[f"cpu_us:{name}"] for name in parts)
     return result
 
 
@@ -187,9 +190,9 @@ def main() -> None:
             urls["bare", workload] = f"http://127.0.0.1:{bare_port}{path}"
             urls["pendra", workload] = f"http://127.0.0.1:{pendra_port}{path}"
         cpu_roots = {
-            "direct": [nginx_group],
-            "bare": [bare.pid],
-            "pendra": [gateway.pid, writer.pid, database, redis_pid],
+            "direct": {"nginx": [nginx_group]},
+            "bare": {"proxy": [bare.pid]},
+            "pendra": {"web": [gateway.pid], "writer": [writer.pid], "postgres": [database], "redis": [redis_pid]},
         }
 
         def run(path: str, workload: str, connections: int, duration: int) -> dict[str, float]:
@@ -203,7 +206,7 @@ def main() -> None:
                     workdir=workdir,
                     cpu=client_cpu,
                 ),
-                lambda: procs.tree_cpu_seconds(cpu_roots[path]),
+                cpu_roots[path],
             )
 
         for (_path, workload), url in urls.items():  # every path answers every workload, or the run stops here
@@ -332,6 +335,17 @@ def render(
         lines.append(
             f"| {PATH_LABELS[path]} | {med(one[path], 'rps'):.0f} | {p50:.2f} | {p99:.2f} | {added or ' | '} |"
         )
+    parts = ("web", "writer", "postgres", "redis")
+    lines += [
+        "",
+        f"Where Pendra's CPU per request goes, {args.connections} connections (medians, µs):",
+        "",
+        "| workload | web processes | record writer | PostgreSQL | Redis | bare proxy, for scale |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for workload in WORKLOADS:
+        cells = " | ".join(f"{med(results['pendra', workload], f'cpu_us:{part}'):.0f}" for part in parts)
+        lines.append(f"| {LABELS[workload]} | {cells} | {med(results['bare', workload], 'cpu_us'):.0f} |")
     non_2xx = sum(value["non_2xx"] for values in [*results.values(), *one.values()] for value in values)
     lines += ["", f"Non-2xx answers in all runs: {non_2xx:.0f}; request records written by Pendra: {records}."]
     return "\n".join(lines)
