@@ -12,7 +12,7 @@ are :mod:`apps.plans.limit_decision`'s, the same as the synchronous back end
 (:mod:`apps.plans.limits`), so either path sees the other's counts. The token reservation
 and the stream's lease ride the same single round trip as the counts; a stream's lease is
 renewed (:func:`keep_lease`) only while the stream outlives a third of a lease, so a
-short request costs no extra round trip. The admissions of one event-loop turn share that
+short request costs no extra round trip. The admissions and lease renewals of one event-loop turn share that
 round trip (one pipeline of ``EVALSHA`` s), as the settles and records of one turn share
 theirs (:mod:`apps.gateway.record_handoff`). Without Redis (the embedded default)
 :func:`admit`, :func:`renew` and :func:`settle` hand over to that back end.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import time
 import weakref
@@ -31,7 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.core.cache import cache
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from apps.plans import limits
 from apps.plans.key_limits import KeyLimits, key_never_fits, key_requests_key, key_reservation, key_tokens_key
@@ -62,6 +61,7 @@ from apps.plans.limit_decision import (
     window_end,
 )
 from apps.plans.pricing import SPEND_TTL_SECONDS
+from apps.plans.redis_batch import Script, batched
 from apps.plans.selectors import plan_for_org_async
 from pendra_console.aio import run_db
 from pendra_console.cache import LEASE_RENEW
@@ -198,82 +198,9 @@ def _client() -> aioredis.Redis:
 
 client = _client
 
-_ADMIT_SHA = hashlib.sha1(_ADMIT.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
 
-
-class _Turn:
-    """The admissions asked for in one turn of the event loop: one pipeline, one round trip for all."""
-
-    __slots__ = ("calls", "results")
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.results: list[asyncio.Future[Any]] = []
-
-
-_turns: dict[asyncio.AbstractEventLoop, _Turn] = {}
-_flushes: set[asyncio.Task[None]] = set()
-
-
-async def _admit_batched(*arguments: Any) -> Any:
-    """The admission script's answer for ``arguments`` (EVALSHA's, after the script name).
-
-    Every request admitted in the same turn of the event loop joins one pipeline: under
-    load many share a round trip and a pooled connection (a burst of a thousand streams
-    used to want a thousand connections at once, more than the pool holds, and failed
-    open), and each sends the script's SHA-1, not its text.
-    """
-    loop = asyncio.get_running_loop()
-    turn = _turns.get(loop)
-    if turn is None:
-        turn = _turns[loop] = _Turn()
-        loop.call_soon(_start_flush, loop, turn)  # after the requests ready in this turn have joined
-    future: asyncio.Future[Any] = loop.create_future()
-    turn.calls.append(arguments)
-    turn.results.append(future)
-    return await future
-
-
-def _start_flush(loop: asyncio.AbstractEventLoop, turn: _Turn) -> None:
-    if _turns.get(loop) is turn:
-        del _turns[loop]
-    task = loop.create_task(_flush(turn))
-    _flushes.add(task)
-    task.add_done_callback(_flushes.discard)
-
-
-async def _flush(turn: _Turn) -> None:
-    try:
-        results = await _execute(turn.calls, sha=True)
-        missing = [number for number, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if missing:  # a Redis restarted or flushed since: EVAL with the text loads it again
-            again = await _execute([turn.calls[number] for number in missing], sha=False)
-            for number, result in zip(missing, again, strict=True):
-                results[number] = result
-    except BaseException as exc:  # the pipeline failed as a whole: every admission sees why
-        for future in turn.results:
-            if not future.done():
-                future.set_exception(exc if isinstance(exc, Exception) else RedisError(repr(exc)))
-        if not isinstance(exc, Exception):
-            raise
-        return
-    for future, result in zip(turn.results, results, strict=True):
-        if future.done():  # its request was cancelled meanwhile
-            continue
-        if isinstance(result, Exception):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
-
-
-async def _execute(calls: list[tuple[Any, ...]], *, sha: bool) -> list[Any]:
-    async with _client().pipeline(transaction=False) as pipe:
-        for arguments in calls:
-            if sha:
-                pipe.evalsha(_ADMIT_SHA, *arguments)
-            else:
-                pipe.eval(_ADMIT, *arguments)
-        return list(await pipe.execute(raise_on_error=False))
+_ADMIT_SCRIPT = Script(_ADMIT)
+_RENEW_SCRIPT = Script(LEASE_RENEW)
 
 
 async def admit(
@@ -307,7 +234,9 @@ async def admit(
     key_tpm = key.tpm_for(kind) if key is not None else None
     key_reserve = key_reservation(key, kind, bound)
     try:
-        verdict, count, used, _ = await _admit_batched(
+        verdict, count, used, _ = await batched(
+            _client(),
+            _ADMIT_SCRIPT,
             7,
             cache.make_key(request_key(kind, subject, limit, end)),
             cache.make_key(token_counter) if token_counter is not None else "",
@@ -354,8 +283,8 @@ async def renew(*, org_id: int, lease: str) -> None:
         await run_db(functools.partial(limits.renew, org_id=org_id, lease=lease))
         return
     try:
-        await _client().eval(
-            LEASE_RENEW, 1, cache.make_key(leases_key(org_id)), repr(time.time()), lease_seconds(), lease
+        await batched(
+            _client(), _RENEW_SCRIPT, 1, cache.make_key(leases_key(org_id)), repr(time.time()), lease_seconds(), lease
         )
     except (RedisError, OSError, TimeoutError) as exc:
         outage.failed(exc)
