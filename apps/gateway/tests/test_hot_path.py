@@ -21,12 +21,12 @@ CONTROLS = {"allowed_models": ["sim-chat"], "allowed_ips": ["127.0.0.0/8"], "rpm
 
 @pytest.mark.parametrize("controls", [{}, CONTROLS], ids=["plain key", "key with every control"])
 def test_a_warm_request_reads_no_table(gateway: Gateway, settings, monkeypatch, controls) -> None:
-    if controls:
+    settings.PENDRA_KEY_CACHE_SECONDS = 60
+    settings.PENDRA_PLAN_CACHE_SECONDS = 60  # a slow run must not see the plan expire mid-test
+    if controls:  # after the settings: creating the key caches the plan (its limits bound the key's)
         created = gateway.actor.client().post("/api/v1/orgs/acme/keys/", {"name": "ctl", **controls}, format="json")
         assert created.status_code == 201, created.content
         gateway.key = created.json()["key"]
-    settings.PENDRA_KEY_CACHE_SECONDS = 60
-    settings.PENDRA_PLAN_CACHE_SECONDS = 60  # a slow run must not see the plan expire mid-test
     queries: Counter[str] = Counter()
     original = db_utils.CursorWrapper.execute
 
