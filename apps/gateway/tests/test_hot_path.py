@@ -19,14 +19,20 @@ CHAT = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello"}],
 CONTROLS = {"allowed_models": ["sim-chat"], "allowed_ips": ["127.0.0.0/8"], "rpm_limit": 30, "tpm_limit": 2000}
 
 
-@pytest.mark.parametrize("controls", [{}, CONTROLS], ids=["plain key", "key with every control"])
+@pytest.mark.parametrize("controls", [{}, CONTROLS], ids=["plain key", "key with every control and budgets"])
 def test_a_warm_request_reads_no_table(gateway: Gateway, settings, monkeypatch, controls) -> None:
     settings.PENDRA_KEY_CACHE_SECONDS = 60
     settings.PENDRA_PLAN_CACHE_SECONDS = 60  # a slow run must not see the plan expire mid-test
     if controls:  # after the settings: creating the key caches the plan (its limits bound the key's)
-        created = gateway.actor.client().post("/api/v1/orgs/acme/keys/", {"name": "ctl", **controls}, format="json")
+        client = gateway.actor.client()
+        created = client.post("/api/v1/orgs/acme/keys/", {"name": "ctl", **controls}, format="json")
         assert created.status_code == 201, created.content
         gateway.key = created.json()["key"]
+        # Budgets too: the key's hard one is checked at admission, the org's soft one only alerts.
+        budget = {"monthly_usd": "1000", "hard": True}
+        key_budget = f"/api/v1/orgs/acme/keys/{created.json()['id']}/budget/"
+        assert client.put(key_budget, budget, format="json").status_code == 200
+        assert client.put("/api/v1/orgs/acme/budget/", {"monthly_usd": "1000"}, format="json").status_code == 200
     queries: Counter[str] = Counter()
     original = db_utils.CursorWrapper.execute
 
