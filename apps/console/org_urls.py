@@ -4,6 +4,7 @@ from django.urls import path
 
 from apps.console import (
     audit_pages,
+    budget_pages,
     key_pages,
     member_pages,
     org_pages,
@@ -24,6 +25,8 @@ urlpatterns = [
     path("keys/<int:key_id>/rotate/", key_pages.KeyRotate.as_view(), name="key-rotate"),
     path("keys/<int:key_id>/reveal/", key_pages.KeyReveal.as_view(), name="key-reveal"),
     path("keys/<int:key_id>/revoke/", key_pages.KeyRevoke.as_view(), name="key-revoke"),
+    path("keys/<int:key_id>/budget/", budget_pages.KeyBudgetSet.as_view(), name="key-budget"),
+    path("budget/", budget_pages.OrgBudgetSet.as_view(), name="org-budget"),
     path("members/", member_pages.MemberList.as_view(), name="members"),
     path("members/invite/", member_pages.MemberInvite.as_view(), name="member-invite"),
     path("members/<int:member_id>/role/", member_pages.MemberRole.as_view(), name="member-role"),

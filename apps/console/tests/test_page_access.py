@@ -37,6 +37,8 @@ PAGES = (
 )
 OWNER_FORMS = ("org-rename", "org-transfer", "org-delete", "member-invite", "member-role", "member-remove")
 OWNER_FORMS += ("invitation-withdraw", "plan-change", "org-security")
+# Budget cards post here (org overview, key page): owners and admins only.
+BUDGET_FORMS = ("org-budget", "key-budget")
 # GET of each page by each org role; the key page is the member's own key.
 WEBHOOK_PAGES = ("webhooks", "webhook-deliveries")
 GET = {
@@ -58,6 +60,7 @@ POST = {
         "webhooks": 200,
         "webhook-resend": 302,
         "webhook-delete": 302,
+        **dict.fromkeys(BUDGET_FORMS, 302),  # an empty budget form: refused with a message
     },
     "admin": {
         **dict.fromkeys(OWNER_FORMS, 403),
@@ -69,6 +72,7 @@ POST = {
         "webhooks": 200,
         "webhook-resend": 302,
         "webhook-delete": 302,
+        **dict.fromkeys(BUDGET_FORMS, 302),
     },
     "member": {
         **dict.fromkeys(OWNER_FORMS, 403),
@@ -78,6 +82,7 @@ POST = {
         "key-reveal": 302,
         "key-revoke": 302,
         **dict.fromkeys(("webhooks", "webhook-resend", "webhook-delete"), 403),
+        **dict.fromkeys(BUDGET_FORMS, 403),  # owners and admins set budgets
     },
 }
 
