@@ -1,7 +1,7 @@
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from apps.console import member_pages, org_urls, support_pages, views, worker_pages
+from apps.console import member_pages, org_urls, plan_pages, support_pages, views, worker_pages
 
 app_name = "console"
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("support/", support_pages.SupportLookup.as_view(), name="support"),
     path("support/audit/", support_pages.PlatformAudit.as_view(), name="platform-audit"),
     path("platform/workers/", worker_pages.WorkerFleet.as_view(), name="workers"),
+    path("platform/orgs/<slug:slug>/plan/", plan_pages.OrgTermsPage.as_view(), name="org-terms"),
     path("platform/workers/register/", worker_pages.WorkerRegister.as_view(), name="worker-register"),
     path("platform/workers/<uuid:worker_id>/", worker_pages.WorkerEdit.as_view(), name="worker-edit"),
     path("platform/workers/<uuid:worker_id>/drain/", worker_pages.WorkerDrain.as_view(), name="worker-drain"),
