@@ -5,6 +5,7 @@ email to owners and admins and as the ``budget.threshold`` webhook event."""
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.core import mail
 
 from apps.gateway.tests.conftest import Gateway, record_for, wait_for
 from apps.plans.models import BudgetAlert, Price
+from apps.plans.tests.test_across_processes import two_servers  # noqa: F401 (a fixture, used by name)
 from apps.plans.tests.test_cost import priced_plan
 from apps.requestlog.models import UsageRecord
 from apps.webhooks.models import Event
@@ -142,3 +144,33 @@ def test_a_threshold_alert_is_delivered_signed_to_the_orgs_receiver(
         assert document["type"] == "budget.threshold"
         assert document["data"]["key_prefix"] == owner.api_key.prefix
         assert document["data"]["hard"] is True
+
+
+def test_a_hard_key_budget_holds_across_two_gateway_processes(
+    two_servers: list[str], owner: Actor, simulator: Any, register_sim: Any
+) -> None:
+    """Requests alternate between two processes sharing Redis: whichever process answers next, the
+    request after the one that spent the key's budget is refused."""
+    for name in ("sim-a", "sim-b"):
+        register_sim(simulator(name))
+    priced_plan(owner.org)
+    budget = Decimal("0.0002")
+    _set_budget(owner, f"/api/v1/orgs/acme/keys/{owner.api_key.pk}/budget/", str(budget), hard=True)
+    body = {"model": "sim-chat", "messages": [{"role": "user", "content": "how much is this"}], "max_tokens": 5}
+
+    statuses = []
+    for number in range(12):
+        with httpx.Client(base_url=two_servers[number % 2], timeout=30) as http:
+            response = http.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {owner.key}"})
+        statuses.append(response.status_code)
+        if response.status_code != 200:
+            break
+        time.sleep(0.3)  # the answering process settles the spend just after the response
+
+    assert statuses[-1] == 429 and statuses[:-1] == [200] * (len(statuses) - 1)
+    assert len(statuses) >= 3  # the spend of both processes counted towards one budget
+    assert 'bucket "budget"' in response.json()["detail"]
+    wait_for(lambda: UsageRecord.objects.count() >= len(statuses) - 1, timeout=15)
+    costs = [row.cost for row in UsageRecord.objects.order_by("created_at", "id")]
+    assert len(costs) == len(statuses) - 1
+    assert sum(costs[:-1], Decimal(0)) < budget <= sum(costs, Decimal(0))
