@@ -7,6 +7,7 @@ import pytest
 
 from apps.gateway.tests.conftest import Gateway, gateway  # noqa: F401 (a fixture, used by name)
 from apps.plans.selectors import plan_cache
+from apps.plans.tests.test_across_processes import two_servers  # noqa: F401 (a fixture, used by name)
 from testing.webhook_receiver import webhook_receiver  # noqa: F401 (a fixture, used by name)
 
 

@@ -15,7 +15,6 @@ from django.core import mail
 
 from apps.gateway.tests.conftest import Gateway, record_for, wait_for
 from apps.plans.models import BudgetAlert, Price
-from apps.plans.tests.test_across_processes import two_servers  # noqa: F401 (a fixture, used by name)
 from apps.plans.tests.test_cost import priced_plan
 from apps.requestlog.models import UsageRecord
 from apps.webhooks.models import Event
