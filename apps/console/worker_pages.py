@@ -24,6 +24,7 @@ from apps.console.access import PlatformPage, ServiceRefused, redirect_after_pos
 from apps.console.worker_forms import WorkerForm
 from apps.requestlog.selectors import requests_per_worker
 from apps.workers import selectors, services, tasks
+from apps.workers.inflight import inflight_by_worker
 from apps.workers.models import Worker, WorkerState
 
 # The fleet table's traffic column: requests each worker took in this last stretch of time.
@@ -45,7 +46,11 @@ class WorkerFleet(OperatorPage):
     def get(self, request: HttpRequest) -> HttpResponse:
         workers = list(selectors.worker_list())
         traffic = requests_per_worker(since=timezone.now() - TRAFFIC_WINDOW)
-        rows = [(worker, traffic.get(str(worker.pk), 0)) for worker in workers]
+        in_flight = inflight_by_worker()  # None: Redis unreadable, shown as unknown rather than 0
+        rows = [
+            (worker, None if in_flight is None else in_flight.get(str(worker.pk), 0), traffic.get(str(worker.pk), 0))
+            for worker in workers
+        ]
         return render(request, "console/workers/list.html", {"rows": rows, "states": WorkerState})
 
 

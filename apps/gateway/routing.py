@@ -3,7 +3,8 @@
 The fleet's healthy workers come from ``apps.workers.selectors`` and are kept in
 process memory for at most ``SNAPSHOT_SECONDS``, so health changes reach routing
 within a sweep and a warm request reads no table. Load (requests in flight) and
-recent failures are this process's own observations: among the workers serving
+recent failures are this process's own observations (the in-flight counts are also
+published for the console's fleet page, :mod:`apps.gateway.inflight`): among the workers serving
 the model, dedicated ones come first, then those not cooling down after a failure,
 then the least loaded.
 """
@@ -17,6 +18,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from apps.gateway.inflight import InflightPublisher
 from apps.workers.selectors import WorkerTarget, model_catalogue, routable_workers
 from pendra_console.errors import unavailable_service
 from pendra_console.ttl_cache import TTLCache
@@ -56,7 +58,9 @@ class WorkerPool:
     cooling_until: dict[str, float] = field(default_factory=dict)
     # One entry (the fleet) in the same TTL cache as keys and plans.
     _fleet: TTLCache[str, FleetSnapshot] = field(default_factory=lambda: TTLCache(SNAPSHOT_SECONDS))
+    publisher: InflightPublisher = field(default_factory=InflightPublisher)
     _refresher: asyncio.Future[None] | None = None
+    _publishing: asyncio.Future[None] | None = None
     _last_asked: float = 0.0
 
     async def fleet(self) -> FleetSnapshot:
@@ -75,13 +79,31 @@ class WorkerPool:
             self._refresher = asyncio.ensure_future(self._refresh_forever())
 
     async def _refresh_forever(self) -> None:
-        # An idle process stops asking the database; the next request starts this again.
-        while time.monotonic() - self._last_asked < IDLE_STOP_SECONDS:
+        # An idle process stops asking the database; the next request starts this again. While
+        # requests are in flight (a long stream outlives the idle time) it keeps publishing their
+        # counts for the console, and once none are left it withdraws them before stopping.
+        while True:
             await asyncio.sleep(SNAPSHOT_SECONDS / 2)
-            try:
-                await self._fleet.reload(_FLEET, self._load)
-            except Exception:
-                logger.exception("could not refresh the worker list")
+            if self._asked_lately():
+                try:
+                    await self._fleet.reload(_FLEET, self._load)
+                except Exception:
+                    logger.exception("could not refresh the worker list")
+            self._publish()
+            # Checked after the last await, so a request arriving meanwhile keeps this running.
+            if not self._asked_lately() and not any(self.inflight.values()) and self._withdrawn():
+                return
+
+    def _publish(self) -> None:
+        # A task of its own: a hung Redis must not hold back the fleet refresh (a tick is skipped instead).
+        if (self._publishing is None or self._publishing.done()) and self.publisher.due(self.inflight):
+            self._publishing = asyncio.ensure_future(self.publisher.publish(dict(self.inflight)))
+
+    def _withdrawn(self) -> bool:
+        return (self._publishing is None or self._publishing.done()) and self.publisher.holds_nothing
+
+    def _asked_lately(self) -> bool:
+        return time.monotonic() - self._last_asked < IDLE_STOP_SECONDS
 
     def _load(self) -> FleetSnapshot:
         previous = self._fleet.peek(_FLEET)
@@ -105,6 +127,9 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         self._refresher = None
+        if self._publishing is not None:
+            await self._publishing
+        await self.publisher.publish({})  # leave the console's sum now, not when the TTL lapses
 
     def invalidate(self) -> None:
         """Forget the fleet view now (tests that rebuild the fleet; never needed in production)."""

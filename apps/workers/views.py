@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from apps.orgs.models import Organisation
 from apps.orgs.permissions import IsOperator
 from apps.workers import selectors, services, tasks
+from apps.workers.inflight import inflight_by_worker
 from apps.workers.models import ModelKind, Worker, WorkerState
 from pendra_console.api.exceptions import NotFound
 from pendra_console.api.pagination import paginate, paginated
@@ -38,6 +39,10 @@ class WorkerOutputSerializer(serializers.ModelSerializer):
     models = ModelSpec(source="served_models", many=True)
     dedicated_org = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     recent_checks = serializers.JSONField()
+    in_flight = serializers.SerializerMethodField(
+        help_text="Requests the gateways have open with this worker now, summed over every gateway process "
+        "(as of at most a second ago); null when the shared counts cannot be read (Redis unreachable)."
+    )
 
     class Meta:
         model = Worker
@@ -55,10 +60,18 @@ class WorkerOutputSerializer(serializers.ModelSerializer):
             "recent_checks",
             "last_error",
             "dedicated_org",
+            "in_flight",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    def get_in_flight(self, worker: Worker) -> int | None:
+        # Read once per response: a page of workers shares its root serializer's context.
+        if "in_flight" not in self.context:
+            self.context["in_flight"] = inflight_by_worker()
+        counts: dict[str, int] | None = self.context["in_flight"]
+        return None if counts is None else counts.get(str(worker.pk), 0)
 
 
 def _dedicated_org_field(**kwargs: Any) -> serializers.SlugRelatedField:
