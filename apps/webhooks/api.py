@@ -154,7 +154,7 @@ class EndpointSecretView(EndpointObjectView):
         tags=TAGS,
         summary="Reveal the endpoint's signing secret (owners and admins)",
         request=None,
-        responses={200: EndpointWithSecretSerializer, **error_responses(403, 404)},
+        responses={200: EndpointWithSecretSerializer, **error_responses(400, 403, 404)},
     )
     def post(self, request: Request, slug: str, endpoint_id: UUID) -> Response:
         return Response(EndpointWithSecretSerializer(self.endpoint(endpoint_id)).data)
@@ -176,7 +176,7 @@ class DeliveryResendView(EndpointObjectView):
         tags=TAGS,
         summary="Send a delivery again now (a new round of attempts)",
         request=None,
-        responses={202: DeliverySerializer, **error_responses(403, 404)},
+        responses={202: DeliverySerializer, **error_responses(400, 403, 404)},
     )
     def post(self, request: Request, slug: str, endpoint_id: UUID, delivery_id: UUID) -> Response:
         endpoint = self.endpoint(endpoint_id)

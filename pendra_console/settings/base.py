@@ -293,7 +293,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # A price's kind shares its field name with other choice sets (the worker's model kinds).
-    "ENUM_NAME_OVERRIDES": {"PriceKindEnum": "apps.plans.models.Price.Kind"},
+    "ENUM_NAME_OVERRIDES": {
+        "PriceKindEnum": "apps.plans.models.Price.Kind",
+        # Two models name their state field "state": each enum gets its own name.
+        "WorkerStateEnum": "apps.workers.models.WorkerState",
+        "DeliveryStateEnum": "apps.webhooks.models.DeliveryState",
+    },
 }
 
 # Logging: one line per request; JSON lines for log shippers.

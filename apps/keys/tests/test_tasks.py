@@ -175,7 +175,8 @@ def test_a_rotation_killed_mid_transaction_is_redelivered_and_ends_like_an_unint
     celery_stack: Any, owner: Actor
 ) -> None:
     visibility = 2
-    stack = celery_stack(PENDRA_CELERY_VISIBILITY_TIMEOUT=str(visibility))
+    # Webhook retries must wait less than the visibility timeout (settings refuse otherwise).
+    stack = celery_stack(PENDRA_CELERY_VISIBILITY_TIMEOUT=str(visibility), PENDRA_WEBHOOK_RETRY_MAX_SECONDS="1")
 
     control, _ = _due_key(owner, name="control")
     worker = stack.worker()
