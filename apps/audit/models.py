@@ -31,6 +31,11 @@ class AuditEvent(models.Model):
         PLAN_CHANGED = "plan.changed"
         PLAN_EDITED = "plan.edited"
         BUDGET_CHANGED = "budget.changed"
+        WEBHOOK_CREATED = "webhook.created"
+        WEBHOOK_CHANGED = "webhook.changed"
+        WEBHOOK_DELETED = "webhook.deleted"
+        WEBHOOK_SECRET_REVEALED = "webhook.secret_revealed"  # noqa: S105  (an event name, not a secret)
+        WEBHOOK_RESENT = "webhook.resent"
         WORKER_REGISTERED = "worker.registered"
         WORKER_CHANGED = "worker.changed"
         WORKER_STATE_CHANGED = "worker.state_changed"

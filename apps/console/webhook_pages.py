@@ -83,7 +83,7 @@ class WebhookResend(EndpointPage):
         delivery = selectors.org_delivery(org=self.org, delivery_id=delivery_id)
         if delivery is None or delivery.endpoint_id != endpoint.pk:
             raise Http404("No such delivery for this endpoint.")
-        services.delivery_resend(delivery=delivery)
+        services.delivery_resend(delivery=delivery, actor=request.user)
         messages.success(request, f"Sending the {delivery.event.type} event to {endpoint.url} again.")
         return redirect_after_post(request, "console:webhook-deliveries", self.org.slug, endpoint.pk)
 
@@ -93,6 +93,6 @@ class WebhookDelete(EndpointPage):
 
     def post(self, request: HttpRequest, slug: str, endpoint_id: str) -> HttpResponse:
         endpoint = self.endpoint(endpoint_id)
-        services.endpoint_delete(endpoint=endpoint)
+        services.endpoint_delete(endpoint=endpoint, actor=request.user)
         messages.success(request, f"Removed the webhook endpoint {endpoint.url}.")
         return redirect_after_post(request, "console:webhooks", self.org.slug)

@@ -138,14 +138,14 @@ class EndpointDetailView(EndpointObjectView):
         endpoint = self.endpoint(endpoint_id)
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        endpoint = services.endpoint_update(endpoint=endpoint, **data.validated_data)
+        endpoint = services.endpoint_update(endpoint=endpoint, actor=request.user, **data.validated_data)
         return Response(EndpointSerializer(endpoint).data)
 
     @extend_schema(
         tags=TAGS, summary="Remove an endpoint and its deliveries", responses={204: None, **error_responses(403, 404)}
     )
     def delete(self, request: Request, slug: str, endpoint_id: UUID) -> Response:
-        services.endpoint_delete(endpoint=self.endpoint(endpoint_id))
+        services.endpoint_delete(endpoint=self.endpoint(endpoint_id), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -157,7 +157,8 @@ class EndpointSecretView(EndpointObjectView):
         responses={200: EndpointWithSecretSerializer, **error_responses(400, 403, 404)},
     )
     def post(self, request: Request, slug: str, endpoint_id: UUID) -> Response:
-        return Response(EndpointWithSecretSerializer(self.endpoint(endpoint_id)).data)
+        endpoint = services.endpoint_secret_reveal(endpoint=self.endpoint(endpoint_id), actor=request.user)
+        return Response(EndpointWithSecretSerializer(endpoint).data)
 
 
 class DeliveryListView(EndpointObjectView):
@@ -183,5 +184,5 @@ class DeliveryResendView(EndpointObjectView):
         delivery = selectors.org_delivery(org=self.org, delivery_id=str(delivery_id))
         if delivery is None or delivery.endpoint_id != endpoint.pk:
             raise NotFound("No such delivery for this endpoint.")
-        delivery = services.delivery_resend(delivery=delivery)
+        delivery = services.delivery_resend(delivery=delivery, actor=request.user)
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

@@ -22,6 +22,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import RedisError
 
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit
 from apps.orgs.models import Organisation
 from apps.webhooks import signing
 from apps.webhooks.models import Attempt, Delivery, DeliveryState, Endpoint, Event, EventType
@@ -67,7 +69,7 @@ def endpoint_create(*, org: Organisation, actor: Any, url: str, events: list[str
     Organisation.objects.select_for_update().filter(pk=org.pk).first()  # serialise the count below
     if Endpoint.objects.filter(org=org).count() >= MAX_ENDPOINTS_PER_ORG:
         raise ValidationError({"url": f"An organisation may register at most {MAX_ENDPOINTS_PER_ORG} endpoints."})
-    return Endpoint.objects.create(
+    endpoint = Endpoint.objects.create(
         org=org,
         url=url,
         events=events,
@@ -75,26 +77,43 @@ def endpoint_create(*, org: Organisation, actor: Any, url: str, events: list[str
         secret=signing.new_secret(),
         created_by=actor if getattr(actor, "pk", None) else None,
     )
+    # The audit names the endpoint by what the owner sees (URL, events); the secret never enters it.
+    audit(actor, AuditEvent.Type.WEBHOOK_CREATED, endpoint, data={"url": url, "events": events})
+    return endpoint
 
 
 @transaction.atomic
-def endpoint_update(*, endpoint: Endpoint, **fields: Any) -> Endpoint:
+def endpoint_update(*, endpoint: Endpoint, actor: Any, **fields: Any) -> Endpoint:
+    """Change the URL, events, description or ``active``; audited only when something changed."""
     if "url" in fields:
         fields["url"] = clean_url(fields["url"])
     if "events" in fields:
         fields["events"] = clean_events(fields["events"])
     if "description" in fields:
         fields["description"] = fields["description"].strip()
+    changes: dict[str, Any] = {}
     for name, value in fields.items():
-        setattr(endpoint, name, value)
-    if fields:
-        endpoint.save(update_fields=list(fields))
+        if getattr(endpoint, name) != value:
+            changes[name] = {"from": getattr(endpoint, name), "to": value}
+            setattr(endpoint, name, value)
+    if changes:
+        endpoint.save(update_fields=list(changes))
+        audit(actor, AuditEvent.Type.WEBHOOK_CHANGED, endpoint, data={"url": endpoint.url, "changes": changes})
     return endpoint
 
 
 @transaction.atomic
-def endpoint_delete(*, endpoint: Endpoint) -> None:
+def endpoint_delete(*, endpoint: Endpoint, actor: Any) -> None:
+    # Written before the delete: the event still names the endpoint's id and org.
+    audit(actor, AuditEvent.Type.WEBHOOK_DELETED, endpoint, data={"url": endpoint.url, "events": endpoint.events})
     endpoint.delete()
+
+
+@transaction.atomic
+def endpoint_secret_reveal(*, endpoint: Endpoint, actor: Any) -> Endpoint:
+    """The endpoint, for a caller about to show its secret: every reveal is on the record (not the secret)."""
+    audit(actor, AuditEvent.Type.WEBHOOK_SECRET_REVEALED, endpoint, data={"url": endpoint.url})
+    return endpoint
 
 
 def payload(event: Event) -> bytes:
@@ -212,8 +231,15 @@ def _record_attempt(*, delivery: Delivery, started_at: datetime, outcome: Outcom
 
 
 @transaction.atomic
-def delivery_resend(*, delivery: Delivery) -> Delivery:
+def delivery_resend(*, delivery: Delivery, actor: Any) -> Delivery:
     """Send the delivery again now, with a fresh round of attempts (the earlier attempts stay recorded)."""
+    endpoint = delivery.endpoint
+    audit(
+        actor,
+        AuditEvent.Type.WEBHOOK_RESENT,
+        endpoint,
+        data={"url": endpoint.url, "event": delivery.event.type, "delivery_id": str(delivery.pk)},
+    )
     Delivery.objects.filter(pk=delivery.pk).update(
         state=DeliveryState.PENDING, attempts=0, next_attempt_at=timezone.now(), updated_at=timezone.now()
     )

@@ -11,23 +11,6 @@ ROUTE = "/api/v1/orgs/acme/webhooks/"
 GOOD = {"url": "https://hooks.example.com/pendra", "events": ["key.rotated", "budget.threshold"]}
 
 
-@pytest.fixture
-def public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
-    """hooks.example.com resolves to a public address without asking the network."""
-    import socket
-
-    real = socket.getaddrinfo
-
-    def fake(host: str, *args: object, **kwargs: object) -> object:
-        if host == "hooks.example.com":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443))]
-        if host == "rebind.example.com":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443))]
-        return real(host, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
-
-
 def test_an_owner_registers_an_endpoint_and_sees_the_secret_once(owner, public_dns) -> None:
     client = owner.client()
 
