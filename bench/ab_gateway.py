@@ -11,7 +11,9 @@ Usage::
 
     git worktree add /tmp/before <commit>
     .venv/bin/python bench/ab_gateway.py /tmp/before . [--rounds 4] [--duration 10]
-        [--env-a NAME=VALUE] [--env-b NAME=VALUE] [--labels before,after]
+        [--env-a NAME=VALUE] [--env-b NAME=VALUE] [--labels before,after] [--shell-b controls]
+
+``--shell-b controls`` sets every per-key control and hard budgets (none binding) on B's org first.
 
 Both checkouts run with this interpreter (the virtualenv must satisfy both). One uvicorn
 process each, so its CPU is one process's; 32 wrk connections; loopback only; every
@@ -48,8 +50,10 @@ from testing import servers  # noqa: E402
 class Version:
     """One checkout, its own database and Redis db, seeded once."""
 
-    def __init__(self, label: str, tree: Path, index: int, base_env: dict[str, str], extra: dict[str, str]) -> None:
-        self.label, self.tree = label, tree.resolve()
+    def __init__(
+        self, label: str, tree: Path, index: int, base_env: dict[str, str], extra: dict[str, str], shell: str = ""
+    ) -> None:
+        self.label, self.tree, self.shell = label, tree.resolve(), shell
         self.env = {**base_env, **extra}
         self.env["DATABASE_URL"] = base_env["DATABASE_URL"].rsplit("/", 1)[0] + f"/ab{index}"
         self.env["REDIS_URL"] = f"{base_env['REDIS_URL'].rstrip('/')}/{index + 1}"
@@ -80,6 +84,8 @@ class Version:
             "register_worker", "bench-sse", stream_upstream, "--models", "bench-stream:chat", "--probe", capture=True
         )
         self.key = seeded["keys"]["owner"]
+        if self.shell:  # e.g. budgets and key controls set on one side (CONTROLS_ON)
+            self.manage("shell", "-c", self.shell.format(org=seeded["org"]))
 
     def run(self, *, duration: int, connections: int, workdir: str, workload: str) -> None:
         port = servers.free_port()
@@ -105,6 +111,23 @@ class Version:
         print(f"{self.label}: {result['rps']:.0f} requests/s, {self.cpu_us[-1]:.0f} µs CPU/request", flush=True)
 
 
+# Every per-key control and a hard budget on the org and on each key, none of them binding, so
+# the gateway does all their work on every request (issue 13: throughput within 10 % with them on).
+CONTROLS_ON = (
+    "from apps.keys.models import ApiKey; from apps.plans.models import Budget; "
+    "from apps.orgs.models import Organisation; org = Organisation.objects.get(slug='{org}'); "
+    "keys = ApiKey.objects.filter(org=org); "
+    "keys.update(allowed_models=['bench-chat', 'bench-embed', 'bench-stream'], allowed_ips=['127.0.0.0/8'], "
+    "rpm_limit=10**8, tpm_limit=10**9); "
+    "Budget.objects.create(org=org, monthly_usd=10**9, hard=True); "
+    "[Budget.objects.create(org=org, api_key=key, monthly_usd=10**9, hard=True) for key in keys]"
+)
+
+
+def _shell(value: str) -> str:
+    return CONTROLS_ON if value == "controls" else value
+
+
 def pairs(values: list[str]) -> dict[str, str]:
     return dict(value.split("=", 1) for value in values)
 
@@ -118,6 +141,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--env-a", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--shell-a", default="", help="Python run by manage.py shell after A is seeded ({org})")
+    parser.add_argument("--shell-b", default="", help="likewise for B; --shell-b controls: CONTROLS_ON")
     parser.add_argument("--labels", default="A,B")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="chat")
     args = parser.parse_args()
@@ -145,8 +170,8 @@ def main() -> None:
         }
         label_a, label_b = args.labels.split(",")
         versions = [
-            Version(label_a, args.tree_a, 0, base_env, pairs(args.env_a)),
-            Version(label_b, args.tree_b, 1, base_env, pairs(args.env_b)),
+            Version(label_a, args.tree_a, 0, base_env, pairs(args.env_a), _shell(args.shell_a)),
+            Version(label_b, args.tree_b, 1, base_env, pairs(args.env_b), _shell(args.shell_b)),
         ]
         nginx_port, sse_port = servers.free_port(), servers.free_port()
         Path(workdir, "nginx.conf").write_text(nginx_config(nginx_port, sse_port, workdir))
