@@ -67,6 +67,7 @@ def setup_django(database_url: str) -> None:
         SECRET_KEY="records-bench-" + "x" * 40,
         ALLOWED_HOSTS="testserver,127.0.0.1",
         PENDRA_RECORD_HANDOFF="memory",
+        PENDRA_LOG_LEVEL="WARNING",  # no access-log line per timed page
     )
     os.environ.pop("REDIS_URL", None)  # reads only: the embedded cache is enough
     import django

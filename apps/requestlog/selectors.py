@@ -185,7 +185,6 @@ def usage_report(
     rollup = UsageRollup.objects.filter(org=org, hour__gte=since, hour__lt=until)
     if member is not None:
         rollup = rollup.filter(user_id=member.pk)
-    totals = _zeros(rollup.aggregate(**_sums()))
     if group_by == "day":
         grouped = rollup.annotate(day=TruncDay("hour", tzinfo=UTC)).values("day").annotate(**_sums()).order_by("day")
         rows = [{**_zeros(row), "day": row["day"].date(), "label": row["day"].date().isoformat()} for row in grouped]
@@ -206,6 +205,8 @@ def usage_report(
             {"member_id": row["user_id"] or None, "label": _user_label(users.get(row["user_id"])), **_zeros(row)}
             for row in grouped
         ]
+    # The totals are the rows' sums (exact: integers and Decimals), not a second pass over the roll-up.
+    totals = _zeros({name: sum(row[name] for row in rows) if rows else None for name in USAGE_SUMS})
     return UsageReport(since=since, until=until, group_by=group_by, totals=totals, rows=rows)
 
 
