@@ -40,7 +40,10 @@ def _set_budget(actor: Actor, path: str, monthly_usd: str, *, hard: bool) -> dic
     return dict(response.json())
 
 
-def test_a_hard_key_budget_refuses_the_request_after_the_one_that_spent_it(gateway: Gateway, admin: Actor) -> None:
+def test_a_hard_key_budget_refuses_the_request_after_the_one_that_spent_it(
+    gateway: Gateway, admin: Actor, backend: str
+) -> None:
+    """With either counter back end: Redis's scripts, or the embedded one `make run` uses."""
     owner = gateway.actor
     priced_plan(owner.org)
     budget = Decimal("0.0001")  # about two requests at sim-chat's price
