@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.canned import WORKLOADS, nginx_config, wrk  # noqa: E402
-from bench.gateway_bench import BIG_PLAN, wait_http  # noqa: E402
+from bench.gateway_bench import BIG_PLAN, bench_env, wait_http  # noqa: E402
 from bench.ops_bench import group_cpu_seconds  # noqa: E402
 from pendra_console.serving import uvicorn_command  # noqa: E402
 from testing import servers  # noqa: E402
@@ -156,18 +156,7 @@ def main() -> None:
         with psycopg.connect(postgres.url, autocommit=True) as connection:
             for index in (0, 1):
                 connection.execute(f"CREATE DATABASE ab{index}")
-        base_env = {
-            **os.environ,
-            "DATABASE_URL": postgres.url,
-            "REDIS_URL": redis.url,
-            "SECRET_KEY": "bench-" + os.urandom(16).hex(),
-            "DEBUG": "0",
-            "PENDRA_ENV_FILE": "",
-            "PENDRA_SSL_REDIRECT": "0",
-            "PENDRA_ALLOW_PRIVATE_WORKER_URLS": "1",
-            "PENDRA_LOG_LEVEL": "WARNING",
-            "PENDRA_DB_CONN_MAX_AGE": "60",
-        }
+        base_env = bench_env(database_url=postgres.url, redis_url=redis.url, conn_max_age=60)
         label_a, label_b = args.labels.split(",")
         versions = [
             Version(label_a, args.tree_a, 0, base_env, pairs(args.env_a), _shell(args.shell_a)),

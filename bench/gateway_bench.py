@@ -62,6 +62,29 @@ BIG_PLAN = (
 BODY = json.dumps({"model": "bench-chat", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 1})
 
 
+def bench_env(
+    *, database_url: str, redis_url: str, workdir: str | None = None, conn_max_age: int = 60
+) -> dict[str, str]:
+    """The environment every bench runs its gateway and ``manage.py`` with: production settings
+    (DEBUG off, no env file) on the bench's throwaway PostgreSQL and Redis, loopback workers allowed,
+    warnings only in the log, and database connections kept for ``conn_max_age`` seconds."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
+        "DEBUG": "0",
+        "PENDRA_ENV_FILE": "",
+        "PENDRA_SSL_REDIRECT": "0",
+        "PENDRA_ALLOW_PRIVATE_WORKER_URLS": "1",
+        "PENDRA_LOG_LEVEL": "WARNING",
+        "PENDRA_DB_CONN_MAX_AGE": str(conn_max_age),
+    }
+    if workdir is not None:
+        env["PENDRA_VAR_DIR"] = workdir
+    return env
+
+
 def nginx_config(port: int, workdir: str) -> str:
     def literal(payload: object) -> str:
         return json.dumps(json.dumps(payload))[1:-1].replace("'", "\\'")
@@ -163,18 +186,7 @@ def main() -> None:
     if postgres is None or redis is None:
         sys.exit("PostgreSQL and redis-server binaries are needed")
     processes: list[subprocess.Popen[bytes]] = []
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.url,
-        "REDIS_URL": redis.url,
-        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
-        "DEBUG": "0",
-        "PENDRA_SSL_REDIRECT": "0",
-        "PENDRA_ALLOW_PRIVATE_WORKER_URLS": "1",
-        "PENDRA_VAR_DIR": workdir,
-        "PENDRA_LOG_LEVEL": "WARNING",
-        "PENDRA_DB_CONN_MAX_AGE": "60",
-    }
+    env = bench_env(database_url=postgres.url, redis_url=redis.url, workdir=workdir, conn_max_age=60)
     manage = [sys.executable, str(ROOT / "manage.py")]
     try:
         nginx_port, gateway_port = servers.free_port(), servers.free_port()

@@ -43,7 +43,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.gateway_bench import BIG_PLAN, nginx_config, run_wrk, wait_http  # noqa: E402
+from bench.gateway_bench import BIG_PLAN, bench_env, nginx_config, run_wrk, wait_http  # noqa: E402
 from bench.hook_cpu import metering_cpu_us, tracing_cpu_us  # noqa: E402
 from testing import servers  # noqa: E402
 from testing.nginx import Nginx, nginx_binary  # noqa: E402
@@ -151,19 +151,7 @@ def main() -> None:
     nodes: dict[str, subprocess.Popen[bytes]] = {}
     proxy: Nginx | None = None
     collector = Collector(decode=False).start()
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.url,
-        "REDIS_URL": redis.url,
-        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
-        "DEBUG": "0",
-        "PENDRA_ENV_FILE": "",
-        "PENDRA_SSL_REDIRECT": "0",
-        "PENDRA_ALLOW_PRIVATE_WORKER_URLS": "1",
-        "PENDRA_VAR_DIR": workdir,
-        "PENDRA_LOG_LEVEL": "WARNING",
-        "PENDRA_DB_CONN_MAX_AGE": "60",
-    }
+    env = bench_env(database_url=postgres.url, redis_url=redis.url, workdir=workdir, conn_max_age=60)
     manage = [sys.executable, str(ROOT / "manage.py")]
     load_before = load_average()
     try:

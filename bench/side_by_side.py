@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import procs  # noqa: E402
 from bench.canned import WORKLOADS, nginx_config, wrk  # noqa: E402
-from bench.gateway_bench import BIG_PLAN, wait_http  # noqa: E402
+from bench.gateway_bench import BIG_PLAN, bench_env, wait_http  # noqa: E402
 from pendra_console.serving import uvicorn_command  # noqa: E402
 from testing import servers  # noqa: E402
 
@@ -96,19 +96,7 @@ def main() -> None:
     if postgres is None or redis is None:
         sys.exit("PostgreSQL and redis-server binaries are needed")
     processes: list[subprocess.Popen[bytes]] = []
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.url,
-        "REDIS_URL": redis.url,
-        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
-        "DEBUG": "0",
-        "PENDRA_ENV_FILE": "",
-        "PENDRA_SSL_REDIRECT": "0",
-        "PENDRA_ALLOW_PRIVATE_WORKER_URLS": "1",
-        "PENDRA_VAR_DIR": workdir,
-        "PENDRA_LOG_LEVEL": "WARNING",
-        "PENDRA_DB_CONN_MAX_AGE": "600",
-    }
+    env = bench_env(database_url=postgres.url, redis_url=redis.url, workdir=workdir, conn_max_age=600)
     manage = [sys.executable, str(ROOT / "manage.py")]
     loads = [os.getloadavg()]
     try:
