@@ -45,7 +45,8 @@ RECORD_TABLES = (
     "requestlog_usagerollup",
     "requestlog_requestrollup",
 )
-TARGETS_MS = {"lookup": 5, "list": 20, "report": 50, "dashboard": 100}
+# Issue 12's targets; the explained lookup has none of its own (shown for what the page costs).
+TARGETS_MS: dict[str, float | None] = {"lookup": 5, "explained": None, "list": 20, "report": 50, "dashboard": 100}
 
 
 def parse_args() -> argparse.Namespace:
@@ -158,8 +159,11 @@ def run(args: argparse.Namespace, url: str) -> None:
         samples = timed(call, args.iterations)
         median, p99 = statistics.median(samples), percentile(samples, 0.99)
         target = TARGETS_MS[kind]
-        verdict = "yes" if p99 < target else ("median only" if median < target else "**no**")
-        rows.append(f"| {name} | {median:.2f} | {p99:.2f} | < {target} | {verdict} |")
+        if target is None:
+            rows.append(f"| {name} | {median:.2f} | {p99:.2f} | | |")
+        else:
+            verdict = "yes" if p99 < target else ("median only" if median < target else "**no**")
+            rows.append(f"| {name} | {median:.2f} | {p99:.2f} | < {target:g} | {verdict} |")
         for sql, plan in explain(call):
             plans.append((name, sql, plan, seq_scans(plan)))
         print(rows[-1], flush=True)
@@ -169,7 +173,7 @@ def run(args: argparse.Namespace, url: str) -> None:
     lines = [
         f"{records:,} request records ({size}) across {args.orgs} organisations on PostgreSQL "
         f"{connection.pg_version // 10000}; the busiest org holds {reads.org_records:,} of them. "
-        f"{generation}. Python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
+        f"{generation + '. ' if generation else ''}Python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
         f"{load[0]:.1f} / {load[1]:.1f}. {args.iterations} timed calls each, after one warm-up call.",
         "",
         "| read | median ms | p99 ms | target ms | p99 within target |",

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apps.orgs.models import Membership, Organisation, Role
 from apps.requestlog.cursors import Position, encode
+from apps.requestlog.explanations import explain_records
 from apps.requestlog.models import RequestRecord
 from apps.requestlog.selectors import (
     RequestFilters,
@@ -67,6 +68,13 @@ class Reads:
     def calls(self) -> Iterator[tuple[str, str, Callable[[], Any]]]:
         ids = iter(self.request_ids * 3)
         yield "support lookup by request id", "lookup", lambda: records_by_request_id(next(ids))
+        # What the support page does with them: the explanation adds the key and the billing.
+        explained = iter(self.request_ids * 3)
+        yield (
+            "support lookup with its explanation (records, key, usage)",
+            "explained",
+            lambda: explain_records(records_by_request_id(next(explained))),
+        )
         yield "request list, first page", "list", lambda: self._page(None)
         yield "request list, deep page (half-way)", "list", lambda: self._page(self.deep_before)
         now = timezone.now()
