@@ -173,8 +173,8 @@ def run(args: argparse.Namespace, url: str) -> None:
     lines = [
         f"{records:,} request records ({size}) across {args.orgs} organisations on PostgreSQL "
         f"{connection.pg_version // 10000}; the busiest org holds {reads.org_records:,} of them. "
-        f"{generation + '. ' if generation else ''}Python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
-        f"{load[0]:.1f} / {load[1]:.1f}. {args.iterations} timed calls each, after one warm-up call.",
+        f"{generation + '. ' if generation else ''}Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.1f} / {load[1]:.1f}. {args.iterations} timed calls each, after one warm-up call.",
         "",
         "| read | median ms | p99 ms | target ms | p99 within target |",
         "|---|---:|---:|---:|---|",
