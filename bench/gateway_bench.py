@@ -37,6 +37,7 @@ import redis as redis_client
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import write_block  # noqa: E402
 from pendra_console.serving import uvicorn_command  # noqa: E402
 from testing import servers  # noqa: E402
 
@@ -395,16 +396,12 @@ def main() -> None:
     )
     print(table)
     if args.write:
-        readme = ROOT / "bench" / "README.md"
-        text = readme.read_text() if readme.exists() else "# Benchmarks\n"
-        start, end = "<!-- gateway-bench:start -->", "<!-- gateway-bench:end -->"
-        block = f"{start}\n{table}\n{end}"
-        text = (
-            re.sub(re.escape(start) + ".*?" + re.escape(end), block, text, flags=re.S)
-            if start in text
-            else text.rstrip() + "\n\n## Gateway overhead (`bench/gateway_bench.py`)\n\n" + block + "\n"
+        write_block(
+            ROOT / "bench" / "README.md",
+            "gateway-bench",
+            table,
+            heading="## Gateway overhead (`bench/gateway_bench.py`)",
         )
-        readme.write_text(text)
 
 
 if __name__ == "__main__":

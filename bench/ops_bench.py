@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.gateway_bench import BIG_PLAN, bench_env, nginx_config, run_wrk, wait_http  # noqa: E402
 from bench.hook_cpu import metering_cpu_us, tracing_cpu_us  # noqa: E402
+from bench.procs import write_block  # noqa: E402
 from testing import servers  # noqa: E402
 from testing.nginx import Nginx, nginx_binary  # noqa: E402
 from testing.otlp import Collector  # noqa: E402
@@ -361,15 +361,9 @@ def main() -> None:
     )
     print(table)
     if args.write:
-        readme = ROOT / "bench" / "README.md"
-        text = readme.read_text()
-        start, end = "<!-- ops-bench:start -->", "<!-- ops-bench:end -->"
-        block = f"{start}\n{table}\n{end}"
-        if start in text:
-            text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-        else:
-            text = text.rstrip() + "\n\n## Metrics and nginx (`bench/ops_bench.py`)\n\n" + block + "\n"
-        readme.write_text(text)
+        write_block(
+            ROOT / "bench" / "README.md", "ops-bench", table, heading="## Metrics and nginx (`bench/ops_bench.py`)"
+        )
 
 
 if __name__ == "__main__":

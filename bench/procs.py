@@ -94,14 +94,15 @@ def profile_format(path: str) -> list[str]:
     return ["--format", "raw"] if path.endswith(".txt") else []
 
 
-def write_block(readme: Path, name: str, text: str) -> None:
-    """Replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of ``readme`` (appended when missing)."""
+def write_block(readme: Path, name: str, text: str, heading: str = "") -> None:
+    """Replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of ``readme`` (appended when
+    missing, under ``heading`` if given)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    content = readme.read_text()
+    content = readme.read_text() if readme.exists() else "# Benchmarks\n"
     block = f"{start}\n{text}\n{end}"
     if start in content:
         before, rest = content.split(start, 1)
         content = before + block + rest.split(end, 1)[1]
     else:
-        content = content.rstrip() + "\n\n" + block + "\n"
+        content = content.rstrip() + "\n\n" + (f"{heading}\n\n" if heading else "") + block + "\n"
     readme.write_text(content)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -37,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import write_block  # noqa: E402
 from testing import servers  # noqa: E402
 
 RECORD_TABLES = (
@@ -193,15 +193,12 @@ def run(args: argparse.Namespace, url: str) -> None:
     if scans:
         print("\n".join(scans))
     if args.write:
-        readme = ROOT / "bench" / "README.md"
-        text = readme.read_text()
-        start, end = "<!-- records-bench:start -->", "<!-- records-bench:end -->"
-        block = f"{start}\n{table}\n{end}"
-        if start in text:
-            text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-        else:
-            text = text.rstrip() + "\n\n## Record reads at a million rows (`bench/records_bench.py`)\n\n" + block + "\n"
-        readme.write_text(text)
+        write_block(
+            ROOT / "bench" / "README.md",
+            "records-bench",
+            table,
+            heading="## Record reads at a million rows (`bench/records_bench.py`)",
+        )
 
 
 if __name__ == "__main__":

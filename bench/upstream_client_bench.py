@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.gateway_bench import BODY, nginx_config  # noqa: E402
+from bench.procs import write_block  # noqa: E402
 from testing.servers import free_port  # noqa: E402
 
 CONCURRENCY = 32
@@ -102,15 +102,12 @@ def main() -> None:
     )
     print(table)
     if args.write:
-        readme = ROOT / "bench" / "README.md"
-        start, end = "<!-- client-bench:start -->", "<!-- client-bench:end -->"
-        text = readme.read_text()
-        block = f"{start}\n{table}\n{end}"
-        if start in text:
-            text = re.sub(re.escape(start) + ".*?" + re.escape(end), block, text, flags=re.S)
-        else:
-            text = text.rstrip() + "\n\n## The upstream client (`bench/upstream_client_bench.py`)\n\n" + block + "\n"
-        readme.write_text(text)
+        write_block(
+            ROOT / "bench" / "README.md",
+            "client-bench",
+            table,
+            heading="## The upstream client (`bench/upstream_client_bench.py`)",
+        )
 
 
 if __name__ == "__main__":
