@@ -1,11 +1,11 @@
-"""The records' durable hand-off from the gateway: one pipeline per event-loop turn.
+"""The records' durable hand-off from the gateway: one write per event-loop turn.
 
-Every request that ends in the same turn of the event loop joins one Redis pipeline: its
-settle (:func:`apps.plans.limits_async.queue_settle`) and its record's ``XADD``
-(:mod:`apps.requestlog.handoff`). Each request waits for that pipeline before its last
-bytes, so what a client was answered is in Redis; many requests share one round trip and
-one ``execute``, which is what keeps the hand-off's CPU cost small under load
-(bench/README.md).
+Every request that ends in the same turn of the event loop joins one write on the process's
+multiplexed Redis connection (:func:`apps.plans.limits_async.mux`): its settle
+(:data:`apps.plans.limits_async.SETTLE_SCRIPT`) and its record's ``XADD``
+(:mod:`apps.requestlog.handoff`). Each request waits for the replies before its last
+bytes, so what a client was answered is in Redis; many requests share one round trip,
+which is what keeps the hand-off's CPU cost small under load (bench/README.md).
 
 Redis down: fail open. The rows go to the in-process writer
 (:data:`apps.requestlog.recorder.recorder`) and the settle is skipped, as admission
@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from apps.plans import limits_async
+from apps.plans import limits_async, redis_batch
 from apps.requestlog import handoff
 from apps.requestlog.recorder import recorder
 from apps.requestlog.services import RecordRows
@@ -51,7 +51,7 @@ async def hand_off(rows: RecordRows, settle: dict[str, Any] | None) -> None:
     turn = _turns.get(loop)
     if turn is None:
         turn = _turns[loop] = _Turn(loop)
-        # call_soon: the requests already ready in this turn run first and join the pipeline.
+        # call_soon: the requests already ready in this turn run first and join the write.
         loop.call_soon(_start_flush, loop, turn)
     turn.items.append((rows, settle))
     # Shielded: a request cancelled now does not cancel the flush that carries the others' rows.
@@ -67,24 +67,25 @@ def _start_flush(loop: asyncio.AbstractEventLoop, turn: _Turn) -> None:
 
 
 async def _flush(turn: _Turn) -> None:
-    xadds: list[int] = []  # where each record's XADD sits among the pipeline's results
+    calls: list[redis_batch.Call] = []
+    xadds: list[int] = []  # where each record's XADD sits among the calls
+    for rows, settle in turn.items:
+        if settle is not None and (arguments := limits_async.settle_arguments(**settle)) is not None:
+            calls.append((limits_async.SETTLE_SCRIPT, arguments))
+        xadds.append(len(calls))
+        calls.append(handoff.xadd(handoff.encode(*rows)))
     try:
-        async with limits_async.client().pipeline(transaction=False) as pipe:
-            for rows, settle in turn.items:
-                if settle is not None:
-                    limits_async.queue_settle(pipe, **settle)
-                handoff.queue(pipe, handoff.encode(*rows))
-                xadds.append(len(pipe.command_stack) - 1)
-            results = await pipe.execute(raise_on_error=False)
+        results = await redis_batch.run(limits_async.mux(), calls)
     except (RedisError, OSError, TimeoutError) as exc:
         _failed([rows for rows, _ in turn.items], exc)
     except asyncio.CancelledError as exc:
         _failed([rows for rows, _ in turn.items], exc)  # whether Redis took them is unknown: the uid keeps one
         raise
     else:
-        refused = [turn.items[number][0] for number, at in enumerate(xadds) if isinstance(results[at], Exception)]
+        refusals = [(turn.items[number][0], results[at]) for number, at in enumerate(xadds)]
+        refused = [(rows, error) for rows, error in refusals if isinstance(error, Exception)]
         if refused:
-            _failed(refused, results[xadds[0]])
+            _failed([rows for rows, _ in refused], refused[0][1])
         else:
             _recovered()
     finally:

@@ -63,6 +63,7 @@ from apps.plans.limit_decision import (
 from apps.plans.pricing import SPEND_TTL_SECONDS
 from apps.plans.redis_batch import Script, batched
 from apps.plans.selectors import plan_for_org_async
+from pendra_console import redis_mux
 from pendra_console.aio import run_db
 from pendra_console.cache import LEASE_RENEW
 
@@ -181,9 +182,15 @@ return 0
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 
 
+def mux() -> redis_mux.Multiplexer:
+    """The event loop's multiplexed connection: admissions, renewals, settles and the records'
+    hand-off, the commands every request sends (:mod:`pendra_console.redis_mux`)."""
+    return redis_mux.for_loop(settings.REDIS_URL)
+
+
 def _client() -> aioredis.Redis:
-    """One connection pool per event loop (a uvicorn process has one loop); also the gateway's
-    for the commands it pipelines with the settle (the records' hand-off)."""
+    """One connection pool per event loop (a uvicorn process has one loop), for what is not on
+    every request's path (the in-flight counts the console shows)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
@@ -201,6 +208,7 @@ client = _client
 
 _ADMIT_SCRIPT = Script(_ADMIT)
 _RENEW_SCRIPT = Script(LEASE_RENEW)
+SETTLE_SCRIPT = Script(_SETTLE)
 
 
 async def admit(
@@ -235,7 +243,7 @@ async def admit(
     key_reserve = key_reservation(key, kind, bound)
     try:
         verdict, count, used, _ = await batched(
-            _client(),
+            mux(),
             _ADMIT_SCRIPT,
             7,
             cache.make_key(request_key(kind, subject, limit, end)),
@@ -284,7 +292,7 @@ async def renew(*, org_id: int, lease: str) -> None:
         return
     try:
         await batched(
-            _client(), _RENEW_SCRIPT, 1, cache.make_key(leases_key(org_id)), repr(time.time()), lease_seconds(), lease
+            mux(), _RENEW_SCRIPT, 1, cache.make_key(leases_key(org_id)), repr(time.time()), lease_seconds(), lease
         )
     except (RedisError, OSError, TimeoutError) as exc:
         outage.failed(exc)
@@ -308,30 +316,22 @@ async def settle(
         )
         await run_db(settle_sync)
         return
-    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, admission=admission, key_id=key_id, spend=spend)
-    if command is None:
+    arguments = settle_arguments(
+        org_id=org_id, kind=kind, tokens=tokens, admission=admission, key_id=key_id, spend=spend
+    )
+    if arguments is None:
         return
     try:
-        await _client().eval(*command)
+        await batched(mux(), SETTLE_SCRIPT, *arguments)
     except (RedisError, OSError, TimeoutError) as exc:
         outage.failed(exc)
 
 
-def queue_settle(
-    pipe: Any, *, org_id: int, kind: str, tokens: int, admission: Admission, key_id: int | None = None, spend: int = 0
-) -> bool:
-    """Add :func:`settle`'s command to ``pipe`` (a pipeline of :func:`client`), so it costs no
-    round trip of its own; False when there is nothing to settle. Redis back end only."""
-    command = _settle_command(org_id=org_id, kind=kind, tokens=tokens, admission=admission, key_id=key_id, spend=spend)
-    if command is None:
-        return False
-    pipe.eval(*command)
-    return True
-
-
-def _settle_command(
-    *, org_id: int, kind: str, tokens: int, admission: Admission, key_id: int | None, spend: int
+def settle_arguments(
+    *, org_id: int, kind: str, tokens: int, admission: Admission, key_id: int | None = None, spend: int = 0
 ) -> tuple[Any, ...] | None:
+    """:data:`SETTLE_SCRIPT`'s arguments for :func:`settle`, for a caller that sends it with other
+    commands (the records' hand-off); None when there is nothing to settle. Redis back end only."""
     subject = org_subject(org_id)
     end = window_end(subject)
     token_counter = tokens_key(kind, subject, end)
@@ -346,7 +346,6 @@ def _settle_command(
         return None
     org_spend, key_spend = spend_keys(org_id, key_id)
     return (
-        _SETTLE,
         5,
         cache.make_key(token_counter) if token_counter is not None else "",
         cache.make_key(leases_key(org_id)),

@@ -1,12 +1,14 @@
 """Lua scripts on Redis from the event loop, every call of one loop turn in one pipeline.
 
 The gateway's admissions and stream-lease renewals go through :func:`batched`: the calls
-made in the same turn of the event loop share one pipeline, so one round trip and one
-pooled connection, and each sends the script's SHA-1 (``EVALSHA``), not its text. A
+made in the same turn of the event loop share one write on the process's one multiplexed
+connection (:mod:`pendra_console.redis_mux`), so one round trip, and each sends the
+script's SHA-1 (``EVALSHA``), not its text. A
 thousand streams opened (and renewing their leases) at once used to want a thousand
 pooled connections at once, more than the pool's 128 within its 1 s wait, and the
-limits failed open (``bench/streams_bench.py`` found it). The settles and records of a
-turn share theirs the same way (:mod:`apps.gateway.record_handoff`).
+limits failed open (``bench/streams_bench.py`` found it); the one connection has no pool to
+run out of. The settles and records of a turn share theirs the same way
+(:mod:`apps.gateway.record_handoff`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import asyncio
 import hashlib
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
+
+from pendra_console.redis_mux import Multiplexer, encode
 
 
 class Script:
@@ -28,15 +31,27 @@ class Script:
         self.text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
 
+    def call(self, *arguments: Any) -> bytes:
+        """``EVALSHA`` of this script with ``arguments`` (the number of keys, the keys, the values)."""
+        return encode("EVALSHA", self.sha, *arguments)
+
+    def load(self, *arguments: Any) -> bytes:
+        """``EVAL`` with the text: what runs when Redis does not know the SHA-1 (restarted, flushed)."""
+        return encode("EVAL", self.text, *arguments)
+
+
+# A script and its arguments, or a command made by :func:`pendra_console.redis_mux.encode`.
+Call = tuple[Script, tuple[Any, ...]] | bytes
+
 
 class _Turn:
     """The calls of one turn of the event loop, and the futures their callers wait on."""
 
     __slots__ = ("calls", "client", "results")
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: Multiplexer) -> None:
         self.client = client
-        self.calls: list[tuple[Script, tuple[Any, ...]]] = []
+        self.calls: list[Call] = []
         self.results: list[asyncio.Future[Any]] = []
 
 
@@ -44,7 +59,7 @@ _turns: dict[asyncio.AbstractEventLoop, _Turn] = {}
 _flushes: set[asyncio.Task[None]] = set()
 
 
-async def batched(client: aioredis.Redis, script: Script, *arguments: Any) -> Any:
+async def batched(client: Multiplexer, script: Script, *arguments: Any) -> Any:
     """``script``'s answer for ``arguments`` (what ``EVALSHA`` takes after the script's name);
     raises what Redis or the connection raised. ``client`` is the event loop's own (one per loop)."""
     loop = asyncio.get_running_loop()
@@ -68,13 +83,8 @@ def _start_flush(loop: asyncio.AbstractEventLoop, turn: _Turn) -> None:
 
 async def _flush(turn: _Turn) -> None:
     try:
-        results = await _execute(turn.client, turn.calls, sha=True)
-        missing = [number for number, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if missing:  # a Redis restarted or flushed since: EVAL with the text loads it again
-            again = await _execute(turn.client, [turn.calls[number] for number in missing], sha=False)
-            for number, result in zip(missing, again, strict=True):
-                results[number] = result
-    except BaseException as exc:  # the pipeline failed as a whole: every caller sees why
+        results = await run(turn.client, turn.calls)
+    except BaseException as exc:  # the batch failed as a whole: every caller sees why
         for future in turn.results:
             if not future.done():
                 future.set_exception(exc if isinstance(exc, Exception) else RedisError(repr(exc)))
@@ -90,11 +100,19 @@ async def _flush(turn: _Turn) -> None:
             future.set_result(result)
 
 
-async def _execute(client: aioredis.Redis, calls: list[tuple[Script, tuple[Any, ...]]], *, sha: bool) -> list[Any]:
-    async with client.pipeline(transaction=False) as pipe:
-        for script, arguments in calls:
-            if sha:
-                pipe.evalsha(script.sha, *arguments)
-            else:
-                pipe.eval(script.text, *arguments)
-        return list(await pipe.execute(raise_on_error=False))
+async def run(client: Multiplexer, calls: list[Call]) -> list[Any]:
+    """Each call's reply, in order, an error reply as its exception, in one write.
+
+    Scripts go as ``EVALSHA``; those Redis does not know (restarted or flushed since) are
+    sent again with their text, in a second write. Raises what the connection raised.
+    """
+    results = await client.execute([call if isinstance(call, bytes) else call[0].call(*call[1]) for call in calls])
+    missing = [number for number, result in enumerate(results) if isinstance(result, NoScriptError)]
+    if missing:
+        loads = []
+        for number in missing:
+            script, arguments = calls[number]  # type: ignore[misc]  (only scripts can be missing)
+            loads.append(script.load(*arguments))
+        for number, result in zip(missing, await client.execute(loads), strict=True):
+            results[number] = result
+    return results

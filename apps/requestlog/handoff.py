@@ -2,7 +2,7 @@
 
 With ``PENDRA_RECORD_HANDOFF=redis`` (the default when ``REDIS_URL`` is set) the gateway
 appends each finished request's record and usage row to the stream ``pendra:records``
-(one ``XADD``, in the same pipeline as the limits' settle) *before the last bytes of its
+(one ``XADD``, in the same write as the limits' settle) *before the last bytes of its
 response*, so a web process killed after answering has lost nothing it answered.
 
 ``manage.py record_writer`` processes, members of the consumer group ``writers``, write
@@ -35,6 +35,7 @@ import redis
 from django.conf import settings
 
 from apps.requestlog.writer import write_records
+from pendra_console import redis_mux
 
 logger = logging.getLogger("pendra.requestlog")
 
@@ -78,9 +79,10 @@ def decode(raw: bytes) -> Entry:
     return record, usage
 
 
-def queue(pipe: Any, entry: bytes) -> None:
-    """Add the entry's ``XADD`` to a pipeline (sync or asyncio): it travels with the other commands."""
-    pipe.xadd(STREAM, {FIELD: entry})
+def xadd(entry: bytes) -> bytes:
+    """The entry's ``XADD``, to be written with the other commands of its turn
+    (:mod:`apps.gateway.record_handoff`, on :mod:`pendra_console.redis_mux`'s connection)."""
+    return redis_mux.encode("XADD", STREAM, "*", FIELD, entry)
 
 
 _client: redis.Redis | None = None
