@@ -29,7 +29,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
-from django.core.cache import cache
 from redis.exceptions import RedisError
 
 from apps.plans import limits
@@ -65,7 +64,7 @@ from apps.plans.redis_batch import Script, batched
 from apps.plans.selectors import plan_for_org_async
 from pendra_console import redis_mux
 from pendra_console.aio import run_db
-from pendra_console.cache import LEASE_RENEW
+from pendra_console.cache import LEASE_RENEW, cache_key
 
 logger = logging.getLogger("pendra.limits")
 
@@ -246,13 +245,13 @@ async def admit(
             mux(),
             _ADMIT_SCRIPT,
             7,
-            cache.make_key(request_key(kind, subject, limit, end)),
-            cache.make_key(token_counter) if token_counter is not None else "",
-            cache.make_key(leases_key(org_id)),
-            cache.make_key(org_spend),
-            cache.make_key(key_spend) if key_spend else "",
-            cache.make_key(key_requests_key(key.key_id, key_rpm, end)) if key and key_rpm is not None else "",
-            cache.make_key(key_tokens_key(key.key_id, end)) if key and key_tpm is not None else "",
+            cache_key(request_key(kind, subject, limit, end)),
+            cache_key(token_counter) if token_counter is not None else "",
+            cache_key(leases_key(org_id)),
+            cache_key(org_spend),
+            cache_key(key_spend) if key_spend else "",
+            cache_key(key_requests_key(key.key_id, key_rpm, end)) if key and key_rpm is not None else "",
+            cache_key(key_tokens_key(key.key_id, end)) if key and key_tpm is not None else "",
             WINDOW_SECONDS + COUNTER_FUDGE_SECONDS,
             limit,
             tokens if tokens is not None else -1,
@@ -292,7 +291,7 @@ async def renew(*, org_id: int, lease: str) -> None:
         return
     try:
         await batched(
-            mux(), _RENEW_SCRIPT, 1, cache.make_key(leases_key(org_id)), repr(time.time()), lease_seconds(), lease
+            mux(), _RENEW_SCRIPT, 1, cache_key(leases_key(org_id)), repr(time.time()), lease_seconds(), lease
         )
     except (RedisError, OSError, TimeoutError) as exc:
         outage.failed(exc)
@@ -347,11 +346,11 @@ def settle_arguments(
     org_spend, key_spend = spend_keys(org_id, key_id)
     return (
         5,
-        cache.make_key(token_counter) if token_counter is not None else "",
-        cache.make_key(leases_key(org_id)),
-        cache.make_key(org_spend),
-        cache.make_key(key_spend) if key_spend else "",
-        cache.make_key(key_counter) if key_counter is not None else "",
+        cache_key(token_counter) if token_counter is not None else "",
+        cache_key(leases_key(org_id)),
+        cache_key(org_spend),
+        cache_key(key_spend) if key_spend else "",
+        cache_key(key_counter) if key_counter is not None else "",
         delta,
         end - int(time.time()) + COUNTER_FUDGE_SECONDS,
         admission.lease,
