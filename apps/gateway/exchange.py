@@ -37,6 +37,7 @@ class Exchange:
         "client_gone",
         "concluded",
         "delivered_tokens",
+        "ended",
         "error",
         "extra_headers",
         "first_byte_at",
@@ -86,6 +87,7 @@ class Exchange:
         self.uid = uid
         self.status = 0
         self.response_started = False
+        self.ended = False  # the response's last bytes were sent
         self.extra_headers: list[tuple[bytes, bytes]] = []
         self.principal: Any = None
         self.route: Any = None
@@ -161,6 +163,8 @@ class Exchange:
             on_end, self.on_end = self.on_end, None
             await on_end(self)
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
+        if not more:
+            self.ended = True
 
     async def respond(self, status: int, content: bytes, content_type: bytes = JSON) -> None:
         await self.start(status, [(b"content-type", content_type), (b"content-length", str(len(content)).encode())])

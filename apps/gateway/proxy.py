@@ -13,7 +13,6 @@ pass through unchanged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -134,32 +133,30 @@ class Proxy:
 
         The worker did the work, so a client that leaves is billed for it: within
         ``PENDRA_ABANDONED_USAGE_WAIT`` the answer (sent nowhere: the server drops what is
-        sent after a disconnect) may end with the worker's usage; otherwise the task is
+        sent after a disconnect) may end with the worker's usage; otherwise the work is
         cancelled, which closes the upstream connection and frees the worker, and what was
         delivered is billed (:func:`apps.gateway.metering.finish`).
+
+        ``work`` runs in this task; only the disconnect watcher is a task of its own, and it
+        arms the cancellation when the client leaves (a task per attempt and an
+        ``asyncio.wait`` on both cost each request more than the rest of this module).
         """
-        task = asyncio.ensure_future(work)
-        watcher = asyncio.ensure_future(_disconnected(exchange.receive))
+        watch = _DisconnectWatch(exchange)
         try:
-            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                return task.result()
-            exchange.client_gone = True
-            await asyncio.wait({task}, timeout=settings.PENDRA_ABANDONED_USAGE_WAIT)
+            await work
         except asyncio.CancelledError:
-            task.cancel()
-            raise
+            if not watch.expired:
+                raise
+        except Exception as exc:
+            if not exchange.client_gone:
+                raise
+            logger.warning("after the client left: %r", exc)
         finally:
-            if not watcher.done():
-                watcher.cancel()
-        if task.done():
-            if not task.cancelled() and task.exception() is not None:
-                logger.warning("after the client left: %r", task.exception())
-        else:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        raise ClientGone
+            watch.stop()
+        if watch.expired and watch.task.uncancel() > 0:
+            raise asyncio.CancelledError  # cancelled from outside as well: that one still stands
+        if exchange.client_gone:
+            raise ClientGone
 
     async def proxy(
         self,
@@ -383,6 +380,48 @@ class Proxy:
         await exchange.body(b"data: " + json.dumps(event).encode() + b"\n\n", more=False)
 
 
-async def _disconnected(receive: Any) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+class _DisconnectWatch:
+    """Watches for the client's disconnect while the request's task runs the work.
+
+    On a disconnect it marks the exchange and, ``PENDRA_ABANDONED_USAGE_WAIT`` later, cancels
+    the request's task (``expired``), unless :meth:`stop` came first.
+
+    Once the response has ended, the watcher is left to finish by itself: the server answers
+    a pending ``receive`` with ``http.disconnect`` when the response is complete (ASGI; uvicorn
+    wakes it at once), and the watcher then returns without acting. Cancelling it instead
+    throws an exception through the server's ``receive``, which cost each request more than
+    the watcher itself (bench/README.md).
+    """
+
+    __slots__ = ("exchange", "expired", "over", "task", "timer", "watcher")
+
+    def __init__(self, exchange: Exchange) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # the gateway's request path always runs in a task
+        self.task = task
+        self.exchange = exchange
+        self.expired = False
+        self.over = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        receive = self.exchange.receive
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if self.over:
+            return
+        self.exchange.client_gone = True
+        self.timer = asyncio.get_running_loop().call_later(settings.PENDRA_ABANDONED_USAGE_WAIT, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+    def stop(self) -> None:
+        """The work is over: no cancellation may follow, and the watcher ends."""
+        self.over = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.watcher.done() and not self.exchange.ended:
+            self.watcher.cancel()
