@@ -45,6 +45,8 @@ def accept_or_mint(incoming: str | None) -> str:
 
 
 def log_access(*, method: str, path: str, status: int, started: float, **extra: object) -> None:
+    if not access_log.isEnabledFor(logging.INFO):  # off (PENDRA_LOG_LEVEL above INFO): nothing to build
+        return
     duration_ms = round((time.perf_counter() - started) * 1000, 2)
     access_log.info(
         "%s %s %s %.2fms",

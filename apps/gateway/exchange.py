@@ -57,6 +57,7 @@ class Exchange:
         "route",
         "scope",
         "send",
+        "settle",
         "span",
         "started",
         "status",
@@ -114,6 +115,8 @@ class Exchange:
         # Awaited once, just before the response's last bytes (the record's durable hand-off).
         self.on_end: Callable[[Exchange], Awaitable[None]] | None = None
         self.concluded = False  # the record and the settle have been handed over
+        # Without the durable hand-off: the settle's arguments, from the conclusion to the response's end.
+        self.settle: dict[str, Any] | None = None
         # What the record's explanation needs: the presented key's public id, the key a 401
         # refused (its org and user, when this process knows it), the limit or timeout that
         # ended the request, and every worker tried with what it returned.

@@ -103,10 +103,15 @@ async def _conclude(exchange: Exchange) -> None:
     exchange.concluded = True
     if exchange.lease_keeper is not None:
         exchange.lease_keeper.cancel()  # the settle gives the stream's lease back
+    # The bill, worked out once: the record and the settle both carry it.
+    usage = _billed_usage(exchange)
+    cost = _cost(exchange, usage)
+    settle = _settle_arguments(exchange, usage, cost)
     if handoff.enabled():
-        await record_handoff.hand_off(_record(exchange, hand_off=True), _settle_arguments(exchange))
+        await record_handoff.hand_off(_record(exchange, usage, cost, hand_off=True), settle)
     else:
-        _record(exchange, hand_off=False)  # the settle follows the response (finish)
+        _record(exchange, usage, cost, hand_off=False)
+        exchange.settle = settle  # the settle follows the response (finish)
 
 
 async def finish(exchange: Exchange) -> None:
@@ -116,7 +121,7 @@ async def finish(exchange: Exchange) -> None:
         # No last bytes were sent (the client left, the stream broke): hand over now.
         exchange.on_end = None
         await _conclude(exchange)
-    settle = None if handoff.enabled() else _settle_arguments(exchange)
+    settle, exchange.settle = exchange.settle, None
     if settle is not None:
         # The reservation becomes the tokens used and the stream's lease goes, off the response's path.
         limits_async.spawn_settle(**settle)
@@ -138,18 +143,17 @@ async def finish(exchange: Exchange) -> None:
     )
 
 
-def _settle_arguments(exchange: Exchange) -> dict[str, Any] | None:
+def _settle_arguments(exchange: Exchange, usage: TokenUsage | None, cost: Decimal) -> dict[str, Any] | None:
     principal = exchange.principal
     if exchange.admission is None or principal is None or exchange.route is None:
         return None
-    usage = _billed_usage(exchange)
     return {
         "org_id": principal.org_id,
         "kind": exchange.route.kind,
         "tokens": usage.total_tokens if usage else 0,
         "admission": exchange.admission,
         "key_id": principal.key_id,
-        "spend": spend_units(_cost(exchange, usage)),
+        "spend": spend_units(cost),
     }
 
 
@@ -181,10 +185,9 @@ def _billed_usage(exchange: Exchange) -> TokenUsage | None:
     return usage
 
 
-def _record(exchange: Exchange, *, hand_off: bool) -> RecordRows:
+def _record(exchange: Exchange, usage: TokenUsage | None, cost: Decimal, *, hand_off: bool) -> RecordRows:
     principal = exchange.principal
     worker = exchange.worker
-    usage = _billed_usage(exchange)
     billed = _billed(exchange, usage)
     # A refused key (401) is still named in the record, with its org and user, so both find it.
     named = principal if principal is not None else exchange.refused_principal
@@ -208,7 +211,7 @@ def _record(exchange: Exchange, *, hand_off: bool) -> RecordRows:
         ttfb_ms=_ms(exchange.upstream_started, exchange.first_byte_at),
         usage=usage,
         billed_units=exchange.units if billed else None,
-        cost=_cost(exchange, usage),
+        cost=cost,
         error=exchange.error,
         key_public_id=exchange.key_public_id,
         limit_hit=exchange.limit_hit,
