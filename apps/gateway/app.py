@@ -11,7 +11,9 @@ key and answers ``/v1/models``. The rest is in its own module:
 - :mod:`apps.gateway.routing`: which worker, from a fleet view cached for a second.
 
 A warm request reads no table: keys, plans and the fleet are cached in this process for
-about a second (:mod:`pendra_console.ttl_cache`), and its record goes to a batch writer.
+about a second (:mod:`pendra_console.ttl_cache`), or with Redis for as long as their
+change epochs say nothing changed (:mod:`pendra_console.epochs`, polled by a task that
+requests keep running), and its record goes to a batch writer.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from apps.keys.authentication import (
 )
 from apps.requestlog.recorder import recorder
 from apps.requestlog.services import LimitHit
+from pendra_console import epochs
 from pendra_console import tracing as otel
 from pendra_console.aio import run_db
 from pendra_console.client_address import scope_client_address
@@ -81,6 +84,7 @@ class GatewayApplication:
             elif message["type"] == "lifespan.shutdown":
                 await self.proxy.close()
                 await self.pool.close()
+                await epochs.watcher.close()
                 self.parser.close()
                 await run_db(recorder.flush)
                 metrics.meter.flush()  # the counts batched since the last quarter second
@@ -91,6 +95,7 @@ class GatewayApplication:
     # --- the request path ----------------------------------------------------
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        epochs.watcher.watch()  # keeps this process's cached keys, plans and fleet confirmed
         exchange = Exchange(scope, receive, send, uid=secrets.token_hex(16))
         exchange.on_end = metering.conclude
         token = current_request_id.set(exchange.request_id)

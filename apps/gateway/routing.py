@@ -1,8 +1,13 @@
 """Which worker serves a request.
 
 The fleet's healthy workers come from ``apps.workers.selectors`` and are kept in
-process memory for at most ``SNAPSHOT_SECONDS``, so health changes reach routing
-within a sweep and a warm request reads no table. Load (requests in flight) and
+process memory, so a warm request reads no table. Without Redis the view lives
+``SNAPSHOT_SECONDS`` and a background task reloads it every half of that. With Redis
+(:mod:`pendra_console.epochs`) it lives ``PENDRA_WATCHED_CACHE_SECONDS`` while the fleet's
+epoch confirms nothing changed, and is reloaded when the epoch moves (a worker registered,
+edited, drained, removed, or its health changed) or the view reaches that age: health
+changes still reach routing within ``SNAPSHOT_SECONDS`` of their commit, with no reload a
+second while nothing happens. Load (requests in flight) and
 recent failures are this process's own observations (the in-flight counts are also
 published for the console's fleet page, :mod:`apps.gateway.inflight`): among the workers serving
 the model, dedicated ones come first, then those not cooling down after a failure,
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 
 from apps.gateway.inflight import InflightPublisher
 from apps.workers.selectors import WorkerTarget, model_catalogue, routable_workers
+from pendra_console import epochs
 from pendra_console.errors import unavailable_service
 from pendra_console.ttl_cache import TTLCache
 
@@ -57,18 +63,21 @@ class WorkerPool:
     inflight: dict[str, int] = field(default_factory=dict)
     cooling_until: dict[str, float] = field(default_factory=dict)
     # One entry (the fleet) in the same TTL cache as keys and plans.
-    _fleet: TTLCache[str, FleetSnapshot] = field(default_factory=lambda: TTLCache(SNAPSHOT_SECONDS))
+    _fleet: TTLCache[str, FleetSnapshot] = field(default_factory=lambda: TTLCache(SNAPSHOT_SECONDS, watch=epochs.FLEET))
+    # The last view loaded: what routing keeps using when a reload fails (the cache may have been cleared).
+    _last_loaded: FleetSnapshot | None = None
     publisher: InflightPublisher = field(default_factory=InflightPublisher)
     _refresher: asyncio.Future[None] | None = None
     _publishing: asyncio.Future[None] | None = None
     _last_asked: float = 0.0
 
     async def fleet(self) -> FleetSnapshot:
-        """The fleet as of less than ``SNAPSHOT_SECONDS`` ago.
+        """The fleet as of less than ``SNAPSHOT_SECONDS`` ago, or confirmed unchanged since.
 
-        A background task reloads it every half of that, so requests do not wait; one
-        waits only when that task has fallen behind (the database is slow), which keeps
-        the promise that health changes reach routing within a sweep.
+        A background task reloads it when due (every half of that without confirmations),
+        so requests rarely wait; one waits when the fleet's epoch has just moved or that
+        task has fallen behind (the database is slow), which keeps the promise that health
+        changes reach routing within a sweep.
         """
         self._last_asked = time.monotonic()
         self._keep_refreshing()
@@ -84,7 +93,7 @@ class WorkerPool:
         # counts for the console, and once none are left it withdraws them before stopping.
         while True:
             await asyncio.sleep(SNAPSHOT_SECONDS / 2)
-            if self._asked_lately():
+            if self._asked_lately() and self._fleet.due(_FLEET, ahead=SNAPSHOT_SECONDS / 2):
                 try:
                     await self._fleet.reload(_FLEET, self._load)
                 except Exception:
@@ -106,9 +115,10 @@ class WorkerPool:
         return time.monotonic() - self._last_asked < IDLE_STOP_SECONDS
 
     def _load(self) -> FleetSnapshot:
-        previous = self._fleet.peek(_FLEET)
+        previous = self._last_loaded
         try:
-            return _load_snapshot()
+            self._last_loaded = _load_snapshot()
+            return self._last_loaded
         except Exception as exc:
             if previous is None:
                 raise

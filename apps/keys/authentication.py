@@ -6,7 +6,10 @@
 - :func:`authenticate_key_cached` (async) is what the gateway calls: the row's facts are
   kept in process memory for ``PENDRA_KEY_CACHE_SECONDS`` (default 1 s), evicted at once
   in this process on revoke/rotate/delete, so a warm request costs no query. Concurrent
-  requests for an expired entry share one load. The cached copy carries no role: ``/v1``
+  requests for an expired entry share one load. With Redis the entry lives up to
+  ``PENDRA_WATCHED_CACHE_SECONDS`` while the keys' epoch confirms nothing changed; every
+  change announces itself there (:mod:`pendra_console.epochs`), so other processes still
+  drop the old facts within ``PENDRA_KEY_CACHE_SECONDS``. The cached copy carries no role: ``/v1``
   needs none (any member's key may infer), so a role change has nothing to evict.
 
 Both parse the presented key (a malformed one costs no query), compare the secret with
@@ -43,6 +46,7 @@ from apps.keys.models import ApiKey, key_usable_at
 from apps.orgs.models import Membership
 from apps.orgs.platform import confine_to_org
 from apps.plans.key_limits import KeyLimits
+from pendra_console import epochs
 from pendra_console.client_address import request_client_address
 from pendra_console.contract import INVALID_TOKEN
 from pendra_console.ttl_cache import TTLCache
@@ -210,7 +214,9 @@ class KeyCache:
     """
 
     def __init__(self) -> None:
-        self.principals: TTLCache[str, KeyPrincipal | None] = TTLCache(lambda: settings.PENDRA_KEY_CACHE_SECONDS)
+        self.principals: TTLCache[str, KeyPrincipal | None] = TTLCache(
+            lambda: settings.PENDRA_KEY_CACHE_SECONDS, watch=epochs.KEYS
+        )
         self.unknown: TTLCache[str, bool] = TTLCache(lambda: settings.PENDRA_KEY_NEGATIVE_CACHE_SECONDS)
         self._last_touched: dict[int, float] = {}
 
@@ -236,9 +242,11 @@ class KeyCache:
         self.unknown.evict(public_id)
 
     def evict_now_and_on_commit(self, public_id: str) -> None:
-        """After a change to the key's row: a gateway request racing the transaction cannot re-cache the old facts."""
+        """After a change to the key's row: a gateway request racing the transaction cannot re-cache
+        the old facts, and every other process drops its copy once the change is committed."""
         self.evict(public_id)
         transaction.on_commit(lambda: self.evict(public_id))
+        epochs.changed(epochs.KEYS)
 
     def clear(self) -> None:
         self.principals.clear()
@@ -335,8 +343,9 @@ async def authenticate_key_cached(
     parsed = tokens.parse_key(raw) if acceptable else None
     if parsed is None:
         return None
-    # A cached entry is never served past its second (a revocation in another process must
-    # take effect); concurrent requests for an expired entry share one load.
+    # A cached entry is never served past its second unless the keys' epoch confirmed it within
+    # that second (a revocation in another process must take effect); concurrent requests for an
+    # expired entry share one load.
     if key_cache.known_unknown(parsed.public_id):
         return None
     fresh, principal = key_cache.principals.fresh(parsed.public_id)

@@ -10,7 +10,10 @@ expired share one load (:func:`plan_for_org_async`).
 The cached :class:`PlanLimits` is the org's whole snapshot for the gateway: the plan's
 limits with the subscription's per-org overrides over them, the plan's prices, and the
 hard budgets of the org and its keys. Every change to one of those evicts it
-(:func:`apps.plans.services.evict_on_commit`), so the warm path reads no table.
+(:func:`apps.plans.services.evict_on_commit`), so the warm path reads no table. It also
+announces the change (:mod:`pendra_console.epochs`): with Redis, a snapshot lives up to
+``PENDRA_WATCHED_CACHE_SECONDS`` while the plans' epoch confirms nothing changed, and
+other processes still drop it within ``PENDRA_PLAN_CACHE_SECONDS`` of a change.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from django.utils import timezone
 from apps.plans.catalogue import DEFAULT_PLAN, ensure_catalogue
 from apps.plans.models import Budget, Plan, Price, Subscription
 from apps.plans.pricing import PriceRow, ordered, spend_units
+from pendra_console import epochs
 from pendra_console.ttl_cache import TTLCache
 
 # Every limit a plan carries, in the order the API shows them.
@@ -94,7 +98,7 @@ class PlanLimits:
 
 
 # org id -> its plan's limits; 0 holds the default plan (org ids start at 1).
-plan_cache: TTLCache[int, PlanLimits] = TTLCache(lambda: settings.PENDRA_PLAN_CACHE_SECONDS)
+plan_cache: TTLCache[int, PlanLimits] = TTLCache(lambda: settings.PENDRA_PLAN_CACHE_SECONDS, watch=epochs.PLANS)
 
 
 def default_plan() -> Plan:

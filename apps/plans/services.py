@@ -18,6 +18,7 @@ from apps.orgs.models import Organisation
 from apps.orgs.platform import is_operator
 from apps.plans.models import Plan, Price, Subscription
 from apps.plans.selectors import LIMIT_FIELDS, effective_limits, plan_cache, subscription_for_org
+from pendra_console import epochs
 from pendra_console.api.exceptions import PermissionDenied, ValidationError
 
 # What an operator may edit besides the limits; the slug is the plan's identity and stays.
@@ -35,7 +36,8 @@ MAX_LIMIT = 2**31 - 1
 
 
 def evict_on_commit(org_id: int | None) -> None:
-    """Evict now and again after commit: between the two another thread may have re-read the old plan."""
+    """Evict now and again after commit: between the two another thread may have re-read the old plan.
+    Other processes drop theirs when the plans' epoch moves, after the commit."""
 
     def evict() -> None:
         if org_id is None:
@@ -45,6 +47,7 @@ def evict_on_commit(org_id: int | None) -> None:
 
     evict()
     transaction.on_commit(evict)
+    epochs.changed(epochs.PLANS)
 
 
 @transaction.atomic

@@ -10,6 +10,10 @@ single lost probe never flaps a worker in and out of rotation:
 - draining and disabled are the operator's decisions: probes never change them.
 
 Each state change writes a WorkerEvent and an audit event (org=None: the fleet is the platform's).
+Every change the gateways' fleet view holds (a worker registered, edited, removed, its state
+or its served models changed) announces itself on commit (:mod:`pendra_console.epochs`), so
+every gateway process reloads the fleet within a second; a probe that changes neither
+announces nothing.
 Bad input raises the plain domain ``ValidationError`` naming the field; a worker removed
 meanwhile, ``NotFound``.
 """
@@ -31,6 +35,7 @@ from apps.orgs.models import Organisation
 from apps.workers.models import ModelKind, Worker, WorkerEvent, WorkerState
 from apps.workers.signals import worker_state_changed
 from apps.workers.validation import WorkerUrlError, validate_worker_url
+from pendra_console import epochs
 from pendra_console.api.exceptions import NotFound, ValidationError
 
 RECENT_CHECKS_KEPT = 20
@@ -144,6 +149,7 @@ def worker_register(
     except IntegrityError:  # a concurrent registration of the same name won
         raise ValidationError({"name": f"A worker named {name!r} already exists."}) from None
     WorkerEvent.objects.create(worker=worker, from_state="", to_state=worker.state, reason="registered")
+    epochs.changed(epochs.FLEET)  # its models are known to the gateways before it is healthy
     _audit(
         actor, AuditEvent.Type.WORKER_REGISTERED, worker, base_url=base_url, models=[m["name"] for m in served_models]
     )
@@ -197,6 +203,7 @@ def worker_update(
     }
     if "served_models" in changed:
         shown["models"] = [m["name"] for m in changed["served_models"]]
+    epochs.changed(epochs.FLEET)
     _audit(actor, AuditEvent.Type.WORKER_CHANGED, worker, changed=shown)
     return worker
 
@@ -218,6 +225,7 @@ def _change_state(*, worker: Worker, to_state: str, reason: str, actor: Any | No
     worker_state_changed.send(
         sender=Worker, worker=worker, from_state=from_state, to_state=to_state, reason=reason[:300]
     )
+    epochs.changed(epochs.FLEET)
     return True
 
 
@@ -262,6 +270,7 @@ def worker_undrain(*, worker: Worker, actor: Any | None) -> Worker:
 def worker_remove(*, worker: Worker, actor: Any | None) -> None:
     _audit(actor, AuditEvent.Type.WORKER_REMOVED, worker, base_url=worker.base_url, state=worker.state)
     Worker.objects.filter(pk=worker.pk).delete()
+    epochs.changed(epochs.FLEET)
 
 
 def _refreshed_models(current: list[dict[str, str]], reported: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -323,6 +332,7 @@ def record_probe_result(
                 if refreshed and refreshed != worker.served_models:
                     worker.served_models = refreshed
                     fields.append("served_models")
+                    epochs.changed(epochs.FLEET)
         else:
             worker.consecutive_failures += 1
             worker.consecutive_successes = 0

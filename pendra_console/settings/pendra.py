@@ -29,6 +29,10 @@ if len(set(PENDRA_KEY_PEPPERS)) != len(PENDRA_KEY_PEPPERS):
     raise ImproperlyConfigured("PENDRA_KEY_PEPPERS lists a pepper twice")
 PENDRA_KEY_CACHE_SECONDS = env_float("PENDRA_KEY_CACHE_SECONDS", 1.0)
 PENDRA_PLAN_CACHE_SECONDS = env_float("PENDRA_PLAN_CACHE_SECONDS", 1.0)
+# With Redis, a gateway process keeps keys, plans and the fleet this long while their change
+# epochs (pendra_console/epochs.py, polled four times a second) say nothing changed; past the
+# short times above an entry is served only while that was confirmed within them. 0: no epochs.
+PENDRA_WATCHED_CACHE_SECONDS = env_float("PENDRA_WATCHED_CACHE_SECONDS", 60.0)
 # Token limits reserve a request's most tokens at admission: this many per choice when a chat
 # request names no max_tokens (apps.plans.limit_decision.TokenBound).
 PENDRA_DEFAULT_MAX_TOKENS = env_int("PENDRA_DEFAULT_MAX_TOKENS", 256, minimum=1)

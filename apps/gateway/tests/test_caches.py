@@ -82,3 +82,36 @@ def test_the_fleet_is_loaded_once_for_a_burst(gateway: Gateway, settings, monkey
     # A background refresh begun before the invalidation may add one load of its own
     # (it cannot store what it read); a load per request would be 24 queries.
     assert 2 <= queries["workers_worker"] <= 4
+
+
+def test_a_warm_process_under_steady_traffic_does_not_reload_keys_plans_or_the_fleet(
+    gateway: Gateway, monkeypatch, redis_required
+) -> None:
+    # The default one-second TTLs: with Redis, entries live on while the change epochs confirm
+    # nothing changed (pendra_console/epochs.py), instead of a reload per second and table.
+    tables = ("keys_apikey", "plans_subscription", "workers_worker")
+    with gateway.http() as http:
+        assert http.post("/v1/embeddings", json=EMBED).status_code == 200
+        # Entries loaded before the epoch watcher's first answer keep their one-second life (it
+        # confirms only what is loaded after it): warm again once they have expired.
+        time.sleep(1.2)
+        assert http.post("/v1/embeddings", json=EMBED).status_code == 200
+        queries: Counter[str] = Counter()
+        original = db_utils.CursorWrapper.execute
+
+        def counting_execute(self, sql, params=None):  # observes every query, from every thread
+            if sql.startswith("SELECT"):
+                queries.update(table for table in tables if f'FROM "{table}"' in sql)
+            return original(self, sql, params)
+
+        monkeypatch.setattr(db_utils.CursorWrapper, "execute", counting_execute)
+        deadline = time.monotonic() + 3.5
+        requests = 0
+        while time.monotonic() < deadline:
+            assert http.post("/v1/embeddings", json=EMBED).status_code == 200
+            requests += 1
+            time.sleep(0.02)
+        monkeypatch.setattr(db_utils.CursorWrapper, "execute", original)
+
+    assert requests > 20
+    assert queries == Counter()
