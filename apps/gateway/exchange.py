@@ -7,7 +7,6 @@ every ``/v1`` response carries.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,7 @@ from typing import Any
 
 from apps.gateway.validation import InvalidRequest
 from apps.plans.limit_decision import Admission
+from apps.plans.limits_async import LeaseKeeper
 from apps.requestlog.services import LimitHit, TimeoutHit, TokenUsage
 from pendra_console.errors import default_detail, error_body
 from pendra_console.request_id import accept_or_mint
@@ -103,10 +103,10 @@ class Exchange:
         self.units = 0
         self.error = ""
         self.succeeded = False
-        # The limits' Admission once admitted (settled after the response), and the task
+        # The limits' Admission once admitted (settled after the response), and the timer
         # renewing a stream's lease while it runs.
         self.admission: Admission | None = None
-        self.lease_keeper: asyncio.Task[None] | None = None
+        self.lease_keeper: LeaseKeeper | None = None
         # Set when the client left before the end of the answer (recorded as 499, billed).
         self.client_gone = False
         self.delivered_tokens = 0  # content events that reached the client: the bill if the worker's usage never comes

@@ -17,7 +17,6 @@ failing that, the text delivered), counts the request's Prometheus metrics
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -61,7 +60,7 @@ async def admit(exchange: Exchange, *, org_id: int, route: Route, valid: ValidRe
     exchange.admission = admission
     if admission.lease:
         # A stream's slot is a lease: renewed while the request runs, given back when it is settled.
-        exchange.lease_keeper = asyncio.ensure_future(limits_async.keep_lease(org_id=org_id, lease=admission.lease))
+        exchange.lease_keeper = limits_async.LeaseKeeper(org_id=org_id, lease=admission.lease)
     return True
 
 
