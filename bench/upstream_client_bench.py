@@ -1,6 +1,6 @@
-"""Which async HTTP client the gateway uses to reach workers: aiohttp or httpx, measured.
+"""Which async HTTP client the gateway uses to reach workers: its own, aiohttp or httpx, measured.
 
-Both clients send the same POST to a static nginx upstream on loopback with 32
+The clients send the same POST to a static nginx upstream on loopback with 32
 requests in flight on uvloop, after a warm-up, and report requests/s and the CPU each
 request cost the client process. Usage: ``.venv/bin/python bench/upstream_client_bench.py
 [--requests 4000] [--write]``; needs nginx (Debian ``nginx-light``).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import django
 import httpx
 import uvloop
 
@@ -58,6 +60,26 @@ async def with_aiohttp(url: str, requests: int) -> tuple[float, float]:
         return await _measure(one, requests)
 
 
+async def with_pendra(url: str, requests: int) -> tuple[float, float]:
+    from apps.gateway.upstream import Upstream
+
+    upstream = Upstream(limit_per_host=256)
+    headers = {"content-type": "application/json", "X-Request-Id": "req_bench", "Accept-Encoding": "identity"}
+    body = BODY.encode()
+
+    async def one() -> None:
+        response = await upstream.post(
+            url, body, headers, connect_timeout=5, read_timeout=100, deadline=time.monotonic() + 600
+        )
+        await response.read_bounded(1 << 20)
+        response.close()
+
+    try:
+        return await _measure(one, requests)
+    finally:
+        upstream.close()
+
+
 async def with_httpx(url: str, requests: int) -> tuple[float, float]:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(100, connect=5)) as client:
@@ -74,6 +96,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--write", action="store_true", help="record the table in bench/README.md")
     args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pendra_console.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-" + os.urandom(16).hex())  # settings only, nothing signed
+    django.setup()
     workdir = tempfile.mkdtemp(prefix="pendra-client-bench-")
     port = free_port()
     Path(workdir, "nginx.conf").write_text(nginx_config(port, workdir))
@@ -85,7 +110,11 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         rows = [
             (name, uvloop.run(run(url, args.requests)))
-            for name, run in (("aiohttp", with_aiohttp), ("httpx", with_httpx))
+            for name, run in (
+                ("Pendra's own (`apps/gateway/upstream.py`)", with_pendra),
+                ("aiohttp", with_aiohttp),
+                ("httpx", with_httpx),
+            )
         ]
     finally:
         nginx.terminate()

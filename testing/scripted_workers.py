@@ -6,6 +6,8 @@ returns ``(status, headers, body)`` where ``body`` is bytes or an iterable of by
 default: ``/health`` answers 200 and ``/v1/models`` lists ``scripted-chat``. Every request
 the server saw is in ``.hits`` as ``(method, path, headers)``. ``register_scripted(worker)``
 registers it and probes it healthy, as ``register_sim`` does for a simulator.
+``keep_alive=True`` speaks HTTP/1.1 instead, keeping connections open (a body given as bytes
+gets its Content-Length); ``.peers`` lists, for each request, the port of the connection it came on.
 """
 
 from __future__ import annotations
@@ -51,16 +53,17 @@ def _default(method: str, path: str) -> Answer:
 
 
 class ScriptedWorker:
-    def __init__(self, script: Script | None = None, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, script: Script | None = None, *, host: str = "127.0.0.1", keep_alive: bool = False) -> None:
         self.script = script
         self.hits: list[tuple[str, str, dict[str, str]]] = []
+        self.peers: list[tuple[str, int]] = []  # (path, the client's port) for each request
         self.port = free_port()
         self.host = host
         worker = self
 
         class Handler(BaseHTTPRequestHandler):
             # HTTP/1.0: the body ends when the connection closes, so a script may stream without lengths.
-            protocol_version = "HTTP/1.0"
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -70,11 +73,14 @@ class ScriptedWorker:
                 body = self.rfile.read(length) if length else b""
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 worker.hits.append((self.command, self.path, headers))
+                worker.peers.append((self.path, self.client_address[1]))
                 answer = worker.script(self.command, self.path, headers, body) if worker.script else None
                 status, reply_headers, content = answer or _default(self.command, self.path)
                 self.send_response(status)
                 for name, value in reply_headers.items():
                     self.send_header(name, value)
+                if keep_alive and isinstance(content, bytes) and "Content-Length" not in reply_headers:
+                    self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 chunks = [content] if isinstance(content, bytes) else content
                 try:
@@ -109,11 +115,12 @@ class ScriptedWorker:
 
 @pytest.fixture
 def scripted_worker() -> Iterator[Callable[..., ScriptedWorker]]:
-    """``scripted_worker(script=None, host="127.0.0.1") -> ScriptedWorker``, started; stopped at teardown."""
+    """``scripted_worker(script=None, host="127.0.0.1", keep_alive=False) -> ScriptedWorker``, started;
+    stopped at teardown."""
     started: list[ScriptedWorker] = []
 
-    def start(script: Script | None = None, *, host: str = "127.0.0.1") -> ScriptedWorker:
-        worker = ScriptedWorker(script, host=host).start()
+    def start(script: Script | None = None, *, host: str = "127.0.0.1", keep_alive: bool = False) -> ScriptedWorker:
+        worker = ScriptedWorker(script, host=host, keep_alive=keep_alive).start()
         started.append(worker)
         return worker
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
-
 from apps.requestlog.cleaning import MAX_TOKEN_COUNT, TOKEN_FIELDS
 from apps.requestlog.services import TokenUsage
 
@@ -61,18 +59,3 @@ def is_utf8(events: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it is known to be longer than ``limit`` bytes."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks) if len(chunks) != 1 else chunks[0]

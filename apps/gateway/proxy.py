@@ -23,14 +23,14 @@ import aiohttp
 from django.conf import settings
 
 from apps.gateway import tracing, validation
-from apps.gateway.answers import INVALID_UTF8, is_utf8, openai_envelope, read_bounded, usage_numbers
+from apps.gateway.answers import INVALID_UTF8, is_utf8, openai_envelope, usage_numbers
 from apps.gateway.exchange import JSON, ClientGone, Exchange
 from apps.gateway.routes import Route
 from apps.gateway.routing import FleetSnapshot, WorkerPool
 from apps.gateway.streaming import EventTooLarge, SSEFilter, content_events
+from apps.gateway.upstream import Response, Upstream
 from apps.keys.authentication import KeyPrincipal
 from apps.requestlog.services import TimeoutHit
-from apps.workers.egress import worker_connector
 from apps.workers.selectors import WorkerTarget
 
 logger = logging.getLogger("pendra.gateway")
@@ -93,28 +93,22 @@ class Proxy:
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream: Upstream | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # One pooled client per process; connections to workers are kept alive.
-            # Every address is checked as it is resolved (DNS rebinding), see apps.workers.egress.
+    def upstream(self) -> Upstream:
+        if self._upstream is None:
+            # One pooled client per process; connections to workers are kept alive, and every
+            # address is checked as it is resolved (DNS rebinding), see apps.gateway.upstream.
             # Per worker: one connection per request in flight, so the cap is how many streams one
             # process can hold open to a worker (256 here queued the 257th stream behind the others).
-            connector = worker_connector(
-                limit=0,
-                limit_per_host=settings.PENDRA_WORKER_MAX_CONNECTIONS,
-                ttl_dns_cache=60,
-                keepalive_timeout=30,
-            )
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
-        return self._session
+            self._upstream = Upstream(limit_per_host=settings.PENDRA_WORKER_MAX_CONNECTIONS)
+        return self._upstream
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._upstream is not None:
+            self._upstream.close()
+            self._upstream = None
 
     async def forward(
         self,
@@ -241,19 +235,18 @@ class Proxy:
         deadline: float,
         limit: float,
     ) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline - time.monotonic() <= 0:
             raise UpstreamTimeout
-        timeout = aiohttp.ClientTimeout(
-            total=remaining,
-            sock_connect=settings.PENDRA_CONNECT_TIMEOUT,
-            sock_read=limit if route.idle_timeout else None,
-        )
         exchange.upstream_started = time.perf_counter()
         try:
             # A redirect could point anywhere, including addresses no worker may have: never followed.
-            response = await self.session.post(
-                worker.base_url + route.path, data=payload, headers=headers, timeout=timeout, allow_redirects=False
+            response = await self.upstream.post(
+                worker.base_url + route.path,
+                payload,
+                headers,
+                connect_timeout=settings.PENDRA_CONNECT_TIMEOUT,
+                read_timeout=limit if route.idle_timeout else None,
+                deadline=deadline,
             )
         except aiohttp.ServerTimeoutError as exc:
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -273,14 +266,14 @@ class Proxy:
         finally:
             response.close()
 
-    async def relay_body(self, exchange: Exchange, response: aiohttp.ClientResponse, route: Route) -> None:
+    async def relay_body(self, exchange: Exchange, response: Response, route: Route) -> None:
         status = response.status
         if 300 <= status < 400:
             raise Retry(f"HTTP {status}: a redirect, which is never followed")
         # A worker's answer is held in memory whole: bounded, so one worker cannot exhaust the process.
         limit = settings.PENDRA_WORKER_MAX_ERROR_BYTES if status >= 400 else settings.PENDRA_WORKER_MAX_BODY_BYTES
         try:
-            content = await read_bounded(response, limit)
+            content = await response.read_bounded(limit)
         except aiohttp.ServerTimeoutError:
             raise UpstreamTimeout from None
         except aiohttp.ClientError as exc:
@@ -313,14 +306,14 @@ class Proxy:
     async def relay_stream(
         self,
         exchange: Exchange,
-        response: aiohttp.ClientResponse,
+        response: Response,
         valid: validation.ValidRequest,
         route: Route,
         deadline: float,
     ) -> None:
         stream = SSEFilter(strip_usage=not valid.include_usage, max_event_bytes=settings.PENDRA_WORKER_MAX_EVENT_BYTES)
         try:
-            first = await response.content.readany()
+            first = await response.readany()
         except aiohttp.ServerTimeoutError:
             raise UpstreamTimeout from None
         except aiohttp.ClientError as exc:
@@ -346,7 +339,7 @@ class Proxy:
                     exchange.delivered_tokens += content_events(out)
                 await exchange.body(out, more=True)
             try:
-                chunk = await response.content.readany()
+                chunk = await response.readany()
             except (aiohttp.ServerTimeoutError, TimeoutError):
                 exchange.timeout_hit = _timeout_hit(route, settings.PENDRA_CHAT_IDLE_TIMEOUT, deadline=deadline)
                 detail = _timeout_detail(route, settings.PENDRA_CHAT_IDLE_TIMEOUT, deadline=deadline)

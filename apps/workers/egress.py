@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,15 @@ class RefusedAddress(OSError):
     """The worker's host resolved to an address that is not allowed."""
 
 
+def check_resolved(host: str, addresses: Iterable[str]) -> None:
+    """Raise :class:`RefusedAddress` if any address ``host`` resolved to is one a worker may not have."""
+    allow_private = settings.PENDRA_ALLOW_PRIVATE_WORKER_URLS
+    for text in addresses:
+        problem = address_problem(ipaddress.ip_address(text.split("%", 1)[0]), allow_private=allow_private)
+        if problem is not None:
+            raise RefusedAddress(f"worker host {host} resolves to a refused address: {problem}")
+
+
 class GuardedResolver(AbstractResolver):
     """aiohttp's resolver, refusing the answer if any address in it is one a worker may not have."""
 
@@ -36,12 +46,7 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        allow_private = settings.PENDRA_ALLOW_PRIVATE_WORKER_URLS
-        for result in results:
-            address = ipaddress.ip_address(str(result["host"]).split("%", 1)[0])
-            problem = address_problem(address, allow_private=allow_private)
-            if problem is not None:
-                raise RefusedAddress(f"worker host {host} resolves to a refused address: {problem}")
+        check_resolved(host, [str(result["host"]) for result in results])
         return results
 
     async def close(self) -> None:

@@ -1,0 +1,106 @@
+"""The gateway's connections to workers (``apps/gateway/upstream.py``): kept alive when the worker
+allows it, never reused when it does not, and bounded against a worker that floods or lies.
+
+Each worker is a loopback HTTP/1.1 server scripted by the test (``testing/scripted_workers.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from apps.gateway.tests.conftest import record_for
+from testing.scripted_workers import JSON, MODEL
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
+    }
+).encode()
+
+
+def _on_inference(answer: Any) -> Any:
+    def script(method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        return answer if path == "/v1/chat/completions" else None
+
+    return script
+
+
+def _chats(live: Any, key: str, count: int) -> list[httpx.Response]:
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        return [http.post("/v1/chat/completions", json=CHAT) for _ in range(count)]
+
+
+def _inference_ports(worker: Any) -> list[int]:
+    return [port for path, port in worker.peers if path == "/v1/chat/completions"]
+
+
+def test_one_kept_alive_connection_carries_a_clients_requests_one_after_another(
+    live, owner, scripted_worker, register_scripted
+) -> None:
+    worker = scripted_worker(_on_inference((200, JSON, COMPLETION)), keep_alive=True)
+    register_scripted(worker)
+
+    responses = _chats(live, owner.key, 12)
+
+    assert [response.status_code for response in responses] == [200] * 12
+    assert all(response.json()["usage"]["total_tokens"] == 3 for response in responses)
+    assert len(set(_inference_ports(worker))) == 1, "each request opened a connection of its own"
+
+
+def test_a_worker_that_closes_each_connection_is_asked_on_a_new_one_and_never_failed_over(
+    live, owner, scripted_worker, register_scripted
+) -> None:
+    worker = scripted_worker(_on_inference((200, {**JSON, "Connection": "close"}, COMPLETION)), keep_alive=True)
+    register_scripted(worker)
+
+    responses = _chats(live, owner.key, 8)
+
+    assert [response.status_code for response in responses] == [200] * 8
+    assert len(set(_inference_ports(worker))) == 8
+    assert record_for(responses[-1].headers["x-request-id"]).attempts == 1
+
+
+def test_a_worker_flooding_its_headers_is_a_failed_worker_not_a_full_memory(
+    live, owner, scripted_worker, register_scripted
+) -> None:
+    flood = {f"X-Flood-{number}": "x" * 60 for number in range(2000)}  # about 150 KB of headers
+    worker = scripted_worker(_on_inference((200, {**JSON, **flood}, COMPLETION)), keep_alive=True)
+    register_scripted(worker)
+
+    (response,) = _chats(live, owner.key, 1)
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "worker_error"
+    record = record_for(response.headers["x-request-id"])
+    assert record.status == 502
+
+
+def test_a_second_answer_to_one_request_is_not_taken_for_the_next_requests_answer(
+    live, owner, scripted_worker, register_scripted
+) -> None:
+    forged = json.dumps({**json.loads(COMPLETION), "usage": {"prompt_tokens": 0, "completion_tokens": 0}}).encode()
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(forged),
+        forged,
+    )
+    answer = (200, {**JSON, "Content-Length": str(len(COMPLETION))}, [COMPLETION + smuggled])
+    worker = scripted_worker(_on_inference(answer), keep_alive=True)
+    register_scripted(worker)
+
+    responses = _chats(live, owner.key, 3)
+
+    # Each request is answered (and billed) by the worker's answer to it, never by the smuggled one.
+    assert [response.status_code for response in responses] == [200] * 3
+    assert [response.json()["usage"]["total_tokens"] for response in responses] == [3, 3, 3]
