@@ -25,7 +25,19 @@ class EventTooLarge(Exception):
 
 
 def _has_done(events: bytes) -> bool:
-    return b"[DONE]" in events and any(event.strip() in _DONE_EVENTS for event in events.split(b"\n\n"))
+    """Whether one of ``events`` (separated by blank lines) is exactly ``data: [DONE]``.
+
+    Only the events around each "[DONE]" are looked at, not every event of the chunk.
+    """
+    at = events.find(b"[DONE]")
+    while at >= 0:
+        start = events.rfind(b"\n\n", 0, at)
+        start = 0 if start < 0 else start + 2
+        end = events.find(b"\n\n", at)
+        if events[start : end if end >= 0 else len(events)].strip() in _DONE_EVENTS:
+            return True
+        at = events.find(b"[DONE]", at + 6)
+    return False
 
 
 def content_events(data: bytes) -> int:
@@ -72,7 +84,10 @@ class SSEFilter:
             self.done = True
         if b'"usage"' not in complete:
             return complete  # the common case: nothing to inspect, pass the bytes on untouched
-        kept = [event for event in complete.split(b"\n\n") if event and self._keep(event)]
+        events = complete.split(b"\n\n")  # the last is b"": complete ends with a blank line
+        kept = [event for event in events if event and (b'"usage"' not in event or self._keep(event))]
+        if not events[-1] and len(kept) == len(events) - 1:
+            return complete  # none dropped, none empty: the bytes as they came
         return b"".join(event + b"\n\n" for event in kept)
 
     def _check(self, event: bytes) -> None:
