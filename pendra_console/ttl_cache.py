@@ -80,10 +80,7 @@ class TTLCache(Generic[K, V]):
         watch = self._watch
         # Past its short life only while the epochs said "unchanged" less than ttl ago.
         return (
-            watch is not None
-            and now <= entry[1]
-            and entry[3] == self._trust
-            and now - watch.confirmed_at <= self.ttl
+            watch is not None and now <= entry[1] and entry[3] == self._trust and now - watch.confirmed_at <= self.ttl
         )
 
     def fresh(self, key: K) -> tuple[bool, V | None]:
