@@ -19,7 +19,7 @@ chat, streamed chat, embeddings) at ``--connections``, the three paths alternate
 PostgreSQL, Redis and record writer). Then one connection, non-streamed chat, the three
 paths alternating: what each adds over direct at p50 and p99.
 
-Usage: ``.venv/bin/python bench/side_by_side.py [--duration 6] [--rounds 3] [--workers 2]
+Usage: ``.venv/bin/python bench/side_by_side.py [--duration 6] [--rounds 3] [--workers 1]
 [--write] [--profile FILE.svg]``. ``--profile`` samples one Pendra process with py-spy during
 an extra non-streamed run. Every server stops at the end.
 """
@@ -75,7 +75,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="Pendra's uvicorn processes")
+    # One: the proxies get one core here, and one event loop per core is how Pendra is run
+    # (PENDRA_WEB_PROCESSES = cores); a second process on the same core only adds switches
+    # between the two, and splits each loop turn's Redis batch in half (bench/README.md).
+    parser.add_argument("--workers", type=int, default=1, help="Pendra's uvicorn processes")
     parser.add_argument("--no-pin", action="store_true", help="no taskset (e.g. a one-core machine)")
     parser.add_argument("--write", action="store_true", help="write the tables into bench/README.md")
     parser.add_argument("--profile", metavar="FILE", help="py-spy: sample a Pendra process into FILE (.svg/.json)")
