@@ -28,6 +28,15 @@ Script = Callable[[str, str, dict[str, str], bytes], Answer | None]
 MODEL = "scripted-chat"
 SSE = {"Content-Type": "text/event-stream"}
 JSON = {"Content-Type": "application/json"}
+# A chat completion of MODEL as a worker answers it: 3 tokens of usage.
+COMPLETION: dict[str, Any] = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": MODEL,
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
+}
 
 
 def sse_chunk(content: str, **extra: Any) -> bytes:

@@ -25,20 +25,12 @@ from apps.workers.inflight import TTL_SECONDS
 from apps.workers.models import Worker
 from testing.actors import Actor
 from testing.live import ServerProcesses, session_database_url
-from testing.scripted_workers import JSON, MODEL, ScriptedWorker
+from testing.scripted_workers import COMPLETION, JSON, MODEL, ScriptedWorker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FLEET = "/platform/workers/"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 0,
-    "model": MODEL,
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
-}
 
 
 class Held:

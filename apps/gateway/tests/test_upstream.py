@@ -13,21 +13,13 @@ import httpx
 import pytest
 
 from apps.gateway.tests.conftest import record_for
+from testing.scripted_workers import COMPLETION as WORKER_COMPLETION
 from testing.scripted_workers import JSON, MODEL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
-COMPLETION = json.dumps(
-    {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 0,
-        "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
-    }
-).encode()
+COMPLETION = json.dumps(WORKER_COMPLETION).encode()
 
 
 def _on_inference(answer: Any) -> Any:

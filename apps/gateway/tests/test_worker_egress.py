@@ -12,20 +12,12 @@ import httpx
 import pytest
 
 from apps.gateway.tests.conftest import Gateway, record_for, usage_for
-from testing.scripted_workers import JSON, MODEL, SSE
+from testing.scripted_workers import COMPLETION, JSON, MODEL, SSE
 from testing.scripted_workers import sse_chunk as _chunk
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 0,
-    "model": MODEL,
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
-}
 
 
 def _post(live: Any, key: str, body: dict[str, Any], **headers: str) -> httpx.Response:

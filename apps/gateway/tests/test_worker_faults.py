@@ -17,7 +17,7 @@ import pytest
 from apps.gateway.tests.conftest import Gateway, record_for, usage_for
 from apps.workers.health import health_sweep
 from apps.workers.models import Worker, WorkerState
-from testing.scripted_workers import JSON, MODEL, SSE
+from testing.scripted_workers import COMPLETION, JSON, MODEL, SSE
 from testing.scripted_workers import sse_chunk as _chunk
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -151,17 +151,9 @@ def test_a_flapping_worker_gets_no_request_while_unhealthy_and_gets_them_again_w
 def test_a_worker_that_fails_every_other_request_never_fails_a_client(
     live, owner, scripted_worker, register_scripted
 ) -> None:
-    completion = {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 0,
-        "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
-    }
-    turns = itertools.cycle([(503, JSON, b'{"detail": "overloaded"}'), (200, JSON, json.dumps(completion).encode())])
+    turns = itertools.cycle([(503, JSON, b'{"detail": "overloaded"}'), (200, JSON, json.dumps(COMPLETION).encode())])
     flapping = scripted_worker(_on_inference(lambda: next(turns)))
-    steady = scripted_worker(_on_inference((200, JSON, json.dumps(completion).encode())))
+    steady = scripted_worker(_on_inference((200, JSON, json.dumps(COMPLETION).encode())))
     register_scripted(flapping, name="flapping")
     register_scripted(steady, name="steady")
 
