@@ -23,6 +23,7 @@ server stops at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -132,6 +134,36 @@ def pairs(values: list[str]) -> dict[str, str]:
     return dict(value.split("=", 1) for value in values)
 
 
+@contextlib.contextmanager
+def lab(prefix: str) -> Iterator[tuple[str, dict[str, str], str, str]]:
+    """What two versions share, all on loopback and all stopped on the way out: a PostgreSQL with
+    one database per version (``ab0``, ``ab1``), a Redis, and nginx's canned upstream.
+    Yields ``(workdir, base_env, json_url, sse_url)``; :class:`Version` makes each version's env."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    postgres, redis = servers.start_postgresql(), servers.start_redis()
+    if postgres is None or redis is None:
+        sys.exit("PostgreSQL and redis-server binaries are needed")
+    nginx_process = None
+    try:
+        with psycopg.connect(postgres.url, autocommit=True) as connection:
+            for index in (0, 1):
+                connection.execute(f"CREATE DATABASE ab{index}")
+        base_env = bench_env(database_url=postgres.url, redis_url=redis.url, conn_max_age=60)
+        nginx_port, sse_port = servers.free_port(), servers.free_port()
+        Path(workdir, "nginx.conf").write_text(nginx_config(nginx_port, sse_port, workdir))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        nginx_process = subprocess.Popen([nginx, "-c", f"{workdir}/nginx.conf", "-g", "daemon off;"])
+        wait_http(f"http://127.0.0.1:{nginx_port}/health")
+        yield workdir, base_env, f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{sse_port}"
+    finally:
+        if nginx_process is not None:
+            nginx_process.terminate()
+            nginx_process.wait(timeout=15)
+        postgres.stop()
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tree_a", type=Path)
@@ -147,28 +179,14 @@ def main() -> None:
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="chat")
     args = parser.parse_args()
 
-    workdir = tempfile.mkdtemp(prefix="pendra-ab-")
-    postgres, redis = servers.start_postgresql(), servers.start_redis()
-    if postgres is None or redis is None:
-        sys.exit("PostgreSQL and redis-server binaries are needed")
-    nginx_process = None
-    try:
-        with psycopg.connect(postgres.url, autocommit=True) as connection:
-            for index in (0, 1):
-                connection.execute(f"CREATE DATABASE ab{index}")
-        base_env = bench_env(database_url=postgres.url, redis_url=redis.url, conn_max_age=60)
+    with lab("pendra-ab-") as (workdir, base_env, json_url, sse_url):
         label_a, label_b = args.labels.split(",")
         versions = [
             Version(label_a, args.tree_a, 0, base_env, pairs(args.env_a), _shell(args.shell_a)),
             Version(label_b, args.tree_b, 1, base_env, pairs(args.env_b), _shell(args.shell_b)),
         ]
-        nginx_port, sse_port = servers.free_port(), servers.free_port()
-        Path(workdir, "nginx.conf").write_text(nginx_config(nginx_port, sse_port, workdir))
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        nginx_process = subprocess.Popen([nginx, "-c", f"{workdir}/nginx.conf", "-g", "daemon off;"])
-        wait_http(f"http://127.0.0.1:{nginx_port}/health")
         for version in versions:
-            version.prepare(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{sse_port}")
+            version.prepare(json_url, sse_url)
         load_before = os.getloadavg()[0]
         for _ in range(args.rounds):
             for version in versions:
@@ -176,13 +194,6 @@ def main() -> None:
                     duration=args.duration, connections=args.connections, workdir=workdir, workload=args.workload
                 )
         load_after = os.getloadavg()[0]
-    finally:
-        if nginx_process is not None:
-            nginx_process.terminate()
-            nginx_process.wait(timeout=15)
-        postgres.stop()
-        redis.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     a, b = versions
     print()

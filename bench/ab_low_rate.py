@@ -16,24 +16,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ab_gateway import Version  # noqa: E402
-from bench.canned import WORKLOADS, nginx_config  # noqa: E402
-from bench.gateway_bench import bench_env, wait_http  # noqa: E402
+from bench.ab_gateway import Version, lab  # noqa: E402
+from bench.canned import WORKLOADS  # noqa: E402
+from bench.gateway_bench import wait_http  # noqa: E402
 from bench.ops_bench import group_cpu_seconds  # noqa: E402
 from pendra_console.serving import uvicorn_command  # noqa: E402
 from testing import servers  # noqa: E402
@@ -73,27 +70,13 @@ def main() -> None:
     parser.add_argument("--labels", default="A,B")
     args = parser.parse_args()
 
-    workdir = tempfile.mkdtemp(prefix="pendra-ab-low-")
-    postgres, redis = servers.start_postgresql(), servers.start_redis()
-    if postgres is None or redis is None:
-        sys.exit("PostgreSQL and redis-server binaries are needed")
-    nginx_process = None
-    try:
-        with psycopg.connect(postgres.url, autocommit=True) as connection:
-            for index in (0, 1):
-                connection.execute(f"CREATE DATABASE ab{index}")
-        base_env = bench_env(database_url=postgres.url, redis_url=redis.url, conn_max_age=60)
+    with lab("pendra-ab-low-") as (_, base_env, json_url, sse_url):
         labels = args.labels.split(",")
         versions = [
             Version(labels[index], tree, index, base_env, {}) for index, tree in enumerate((args.tree_a, args.tree_b))
         ]
-        nginx_port, sse_port = servers.free_port(), servers.free_port()
-        Path(workdir, "nginx.conf").write_text(nginx_config(nginx_port, sse_port, workdir))
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        nginx_process = subprocess.Popen([nginx, "-c", f"{workdir}/nginx.conf", "-g", "daemon off;"])
-        wait_http(f"http://127.0.0.1:{nginx_port}/health")
         for version in versions:
-            version.prepare(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{sse_port}")
+            version.prepare(json_url, sse_url)
         load_before = os.getloadavg()[0]
         results: dict[str, list[tuple[float, float]]] = {version.label: [] for version in versions}
         for _ in range(args.rounds):
@@ -101,13 +84,6 @@ def main() -> None:
                 results[version.label].append(run(version, duration=args.duration, rate=args.rate))
                 print(f"{version.label}: %.1f ms CPU/s, %.0f µs CPU/request" % results[version.label][-1], flush=True)
         load_after = os.getloadavg()[0]
-    finally:
-        if nginx_process is not None:
-            nginx_process.terminate()
-            nginx_process.wait(timeout=15)
-        postgres.stop()
-        redis.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     print(
         f"\n{time.strftime('%Y-%m-%d %H:%M')}, one uvicorn process, {args.rate:g} requests/s from one client, "
