@@ -7,14 +7,19 @@ Each worker is a loopback HTTP/1.1 server scripted by the test (``testing/script
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from apps.gateway import upstream
 from apps.gateway.tests.conftest import record_for
 from testing.scripted_workers import COMPLETION as WORKER_COMPLETION
-from testing.scripted_workers import JSON, MODEL
+from testing.scripted_workers import JSON, MODEL, ScriptedWorker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,3 +101,57 @@ def test_a_second_answer_to_one_request_is_not_taken_for_the_next_requests_answe
     # Each request is answered (and billed) by the worker's answer to it, never by the smuggled one.
     assert [response.status_code for response in responses] == [200] * 3
     assert [response.json()["usage"]["total_tokens"] for response in responses] == [3, 3, 3]
+
+
+@pytest.fixture
+def tls_worker(tmp_path: Path, register_scripted: Any) -> Iterator[tuple[ScriptedWorker, Path]]:
+    """A keep-alive worker speaking HTTPS with a certificate of its own for 127.0.0.1, registered
+    healthy (the probe's aiohttp has its own trust store; the gateway's client is what is tested)."""
+    from apps.workers import services
+    from apps.workers.models import Worker, WorkerState
+    from pendra_console.asgi import application
+
+    cert, key = tmp_path / "worker.pem", tmp_path / "worker.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    worker = ScriptedWorker(_on_inference((200, JSON, COMPLETION)), keep_alive=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    worker.server.socket = context.wrap_socket(worker.server.socket, server_side=True)
+    worker.start()
+    row = services.worker_register(
+        name="tls", base_url=f"https://127.0.0.1:{worker.port}", models={MODEL: "chat"}, actor=None
+    )
+    Worker.objects.filter(pk=row.pk).update(state=WorkerState.HEALTHY)
+    application.pool.invalidate()
+    upstream._tls_context.cache_clear()  # the trust store is read when the first TLS connection is made
+    yield worker, cert
+    upstream._tls_context.cache_clear()
+    worker.stop()
+
+
+def test_a_worker_over_https_is_reached_when_its_certificate_is_trusted(live, owner, tls_worker, monkeypatch) -> None:
+    worker, cert = tls_worker
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # OpenSSL's default trust store, as an operator sets it
+
+    responses = _chats(live, owner.key, 3)
+
+    assert [response.status_code for response in responses] == [200] * 3
+    assert len(set(_inference_ports(worker))) == 1  # kept alive over TLS too
+
+
+def test_a_worker_whose_certificate_is_not_trusted_never_receives_the_request(live, owner, tls_worker) -> None:
+    worker, _ = tls_worker
+
+    (response,) = _chats(live, owner.key, 1)
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "worker_error"
+    assert worker.inference_hits() == []  # the handshake failed before any byte of the request left
