@@ -82,8 +82,7 @@ async def _flush(turn: _Turn) -> None:
         _failed([rows for rows, _ in turn.items], exc)  # whether Redis took them is unknown: the uid keeps one
         raise
     else:
-        refusals = [(turn.items[number][0], results[at]) for number, at in enumerate(xadds)]
-        refused = [(rows, error) for rows, error in refusals if isinstance(error, Exception)]
+        refused = [(turn.items[n][0], results[at]) for n, at in enumerate(xadds) if isinstance(results[at], Exception)]
         if refused:
             _failed([rows for rows, _ in refused], refused[0][1])
         else:

@@ -3,6 +3,7 @@ failover, a password and a database number in ``REDIS_URL``, a wrong password.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -76,14 +77,20 @@ def guarded_redis(redis_required: None) -> Iterator[int]:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _node_env(redis_url: str) -> dict[str, str]:
-    return {
+@contextlib.contextmanager
+def _node(redis_url: str, key: str) -> Iterator[tuple[httpx.Client, Path]]:
+    """A web process on the session's PostgreSQL and ``redis_url``: a client with ``key``, and its log."""
+    env = {
         **os.environ,
         "DATABASE_URL": session_database_url(),
         "REDIS_URL": redis_url,
         "PENDRA_RECORD_HANDOFF": "redis",
         "PENDRA_LOG_LEVEL": "WARNING",
     }
+    node_servers = ServerProcesses(env)
+    with node_servers as (url,), httpx.Client(base_url=url, timeout=20) as http:
+        http.headers["Authorization"] = f"Bearer {key}"
+        yield http, Path(node_servers.started[0][2])
 
 
 @pytest.mark.timeout(120)
@@ -93,8 +100,7 @@ def test_a_redis_url_with_a_password_and_a_database_counts_there(
     register_sim(simulator("sim-a"))
     _put_on_plan(owner.org, chat_rpm=2)
     url = f"redis://:{PASSWORD.replace(' ', '%20')}@127.0.0.1:{guarded_redis}/3"
-    with ServerProcesses(_node_env(url)) as (node,), httpx.Client(base_url=node, timeout=20) as http:
-        http.headers["Authorization"] = f"Bearer {owner.key}"
+    with _node(url, owner.key) as (http, _):
         statuses = [http.post(CHAT, json=HELLO).status_code for _ in range(3)]
         stored = redis.Redis(port=guarded_redis, password=PASSWORD, db=3)
         records = wait_for(lambda: stored.xlen("pendra:records") >= 3, timeout=5)
@@ -110,11 +116,9 @@ def test_a_wrong_redis_password_fails_open_and_says_so(
     register_sim(simulator("sim-a"))
     _put_on_plan(owner.org, chat_rpm=2)
     url = f"redis://:not-the-password-7f3@127.0.0.1:{guarded_redis}/0"
-    node_servers = ServerProcesses(_node_env(url))
-    with node_servers as (node,), httpx.Client(base_url=node, timeout=20) as http:
-        http.headers["Authorization"] = f"Bearer {owner.key}"
+    with _node(url, owner.key) as (http, log_path):
         responses = [http.post(CHAT, json=HELLO) for _ in range(3)]
-        log = Path(node_servers.started[0][2]).read_text()
+        log = log_path.read_text()
     assert [response.status_code for response in responses] == [200, 200, 200]  # unmetered, never a 500
     assert all("x-ratelimit-limit-requests" not in response.headers for response in responses)
     assert "Redis" in log
@@ -132,8 +136,7 @@ def test_a_redis_that_hangs_costs_a_request_at_most_its_timeout_then_counting_re
     _put_on_plan(owner.org, chat_rpm=1000)
     url = f"redis://:{PASSWORD.replace(' ', '%20')}@127.0.0.1:{guarded_redis}/0"
     frozen = _redis_processes[guarded_redis]
-    with ServerProcesses(_node_env(url)) as (node,), httpx.Client(base_url=node, timeout=20) as http:
-        http.headers["Authorization"] = f"Bearer {owner.key}"
+    with _node(url, owner.key) as (http, _):
         assert "x-ratelimit-limit-requests" in http.post(CHAT, json=HELLO).headers
         os.kill(frozen.pid, signal.SIGSTOP)
         try:
