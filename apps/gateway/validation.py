@@ -124,6 +124,26 @@ def _choice_field(data: dict[str, Any], name: str, allowed: set[str]) -> None:
         raise InvalidRequest(f'"{name}" must be one of: {", ".join(sorted(allowed))}.', name)
 
 
+_JSON_SPACE = b" \t\r\n"
+_ASK_FOR_USAGE = b'"stream_options":{"include_usage":true},'
+
+
+def _usage_asked_for(body: bytes) -> bytes | None:
+    """The client's body with ``"stream_options": {"include_usage": true}`` as its first member.
+
+    The rest of the body goes on byte for byte: encoding the parsed request again cost a
+    streamed request about 5 % of its CPU. Only for a body with no ``stream_options``
+    member at all (with a second one, the worker's parser would pick one) and in UTF-8, the encoding a body that
+    opens with ``{`` and has no NUL among its first bytes is in (JSON in UTF-16 or UTF-32
+    has one there); anything else is encoded again. The body parsed as an object holding
+    a model, so the member after the new one exists and the comma is right.
+    """
+    start = len(body) - len(body.lstrip(_JSON_SPACE))
+    if body[start : start + 1] != b"{" or b"\x00" in body[:4]:
+        return None
+    return body[: start + 1] + _ASK_FOR_USAGE + body[start + 1 :]
+
+
 def chat(body: bytes, content_type: str) -> ValidRequest:
     data = _json_object(body)
     model = _model(data)
@@ -172,8 +192,10 @@ def chat(body: bytes, content_type: str) -> ValidRequest:
     if stream and not include_usage:
         # Billing needs the worker's token count, so it is always asked for; the gateway
         # removes the extra usage chunk before the client sees the stream.
-        data["stream_options"] = {**(stream_options or {}), "include_usage": True}
-        upstream_body = json.dumps(data).encode()
+        upstream_body = None if "stream_options" in data else _usage_asked_for(body)  # even a null one
+        if upstream_body is None:
+            data["stream_options"] = {**(stream_options or {}), "include_usage": True}
+            upstream_body = json.dumps(data).encode()
     return ValidRequest(
         model=model, stream=stream, include_usage=include_usage, upstream_body=upstream_body, bound=bound
     )
