@@ -18,7 +18,11 @@ cleaned where it is built, so the database never refuses it because of its value
   :data:`JSON_DEPTH` levels, numbers JSON cannot carry exactly (NaN, beyond 2**53) dropped,
   anything else turned into text, so a row's JSON stays small and storable.
 
-The common case costs one regular-expression search per text field.
+The common case costs no regular expression at all: ``str.isprintable()`` is true only for
+text with no character of Unicode's "Other" or "Separator" categories (but the space), and
+every character cleaning replaces (C0 and C1 controls, DEL: ``Cc``; lone surrogates: ``Cs``)
+is one of those. Only text it refuses (a tab, a NUL, a zero-width joiner, a surrogate...)
+pays for the search, which then decides exactly as before.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ _INTEGER_RANGES: dict[str, tuple[int, int]] = {
 
 
 def clean_text(value: str, max_length: int | None) -> str:
-    if _SUSPECT.search(value) is not None:
+    if not value.isprintable() and _SUSPECT.search(value) is not None:
         # Re-pair surrogates a UTF-16 round trip can join, replace the lone ones, then the controls.
         value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         value = _CONTROLS.sub(REPLACEMENT, value)
@@ -69,8 +73,15 @@ def clean_json(value: Any, depth: int = 0) -> Any:
     if kind is str:
         return clean_text(value, JSON_TEXT_LENGTH)
     if kind is dict and depth < JSON_DEPTH:
-        items = itertools.islice(value.items(), JSON_ITEMS)
-        return {clean_text(_text_of(key), JSON_TEXT_LENGTH): clean_json(item, depth + 1) for key, item in items}
+        clean: dict[str, Any] = {}
+        for key, item in itertools.islice(value.items(), JSON_ITEMS):
+            # Plain short text (a trail's keys and values) is kept as it is without a call.
+            if type(key) is not str or not (key.isprintable() and len(key) <= JSON_TEXT_LENGTH):
+                key = clean_text(_text_of(key), JSON_TEXT_LENGTH)
+            if type(item) is not str or not (item.isprintable() and len(item) <= JSON_TEXT_LENGTH):
+                item = clean_json(item, depth + 1)
+            clean[key] = item
+        return clean
     if kind is list and depth < JSON_DEPTH:
         return [clean_json(item, depth + 1) for item in value[:JSON_ITEMS]]
     if value is None or isinstance(value, bool):
@@ -134,11 +145,14 @@ class RowCleaner:
         clean = dict(row)
         for name, (max_length, nullable) in self.text.items():
             value = clean.get(name)
-            if value is None:
+            if type(value) is str:
+                if value.isprintable() and (max_length is None or len(value) <= max_length):
+                    continue  # the common case: nothing to replace, within its column (no regex)
+            elif value is None:
                 if name in clean and not nullable:
                     clean[name] = ""
                 continue
-            if type(value) is not str:
+            else:
                 value = str(value)
             clean[name] = clean_text(value, max_length)
         unbelieved = False

@@ -90,3 +90,29 @@ def test_trail_keys_and_values_that_cannot_even_be_printed_are_named_by_type() -
     record = _record(worker_trail=[{huge: Unprintable(), "worker": "sim-a"}])  # type: ignore[list-item]
 
     assert record.worker_trail == [{"<int>": "<Unprintable>", "worker": "sim-a"}]
+
+
+# Each character cleaning replaces, alone in a value short enough for its column: the case the
+# fast path (``str.isprintable``, no regex) must never let through. U+2028 and a zero-width
+# space are not printable but not replaced either: they take the slow path and are kept.
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("\x00", "\ufffd"),
+        ("a\tb", "a\ufffdb"),
+        ("\x7f", "\ufffd"),
+        ("\x85", "\ufffd"),  # C1 (NEL)
+        ("x\x9f", "x\ufffd"),
+        ("\ud800", "\ufffd"),  # a lone high surrogate
+        ("\udfff", "\ufffd"),  # a lone low surrogate
+        ("\ud83d\ude00", "\U0001f600"),  # a pair the UTF-16 round trip joins
+        ("mod\u00e8le\u2028\u200b\u65e5", "mod\u00e8le\u2028\u200b\u65e5"),
+        ("plain", "plain"),
+    ],
+)
+def test_every_replaced_character_is_cleaned_even_alone_in_a_short_value(sent: str, stored: str) -> None:
+    record = _record(
+        model=sent, key_public_id=sent, worker_trail=[{"worker_id": sent, sent: "HTTP 200", "result": [sent]}]
+    )
+    assert (record.model, record.key_public_id) == (stored, stored)
+    assert record.worker_trail == [{"worker_id": stored, stored: "HTTP 200", "result": [stored]}]
