@@ -41,6 +41,15 @@ _FLEET = "fleet"
 class FleetSnapshot:
     workers: list[WorkerTarget]
     catalogue: dict[str, list[tuple[str, int | None]]]  # apps.workers.selectors.model_catalogue
+    # The routable workers of each model, indexed once per load: a request looks at the few
+    # that serve its model, not at the whole fleet.
+    serving: dict[str, list[WorkerTarget]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.serving = {}
+        for worker in self.workers:
+            for model in worker.models:
+                self.serving.setdefault(model, []).append(worker)
 
     def kind_of(self, model: str, org_id: int) -> str | None:
         """The model's kind if a worker the org may use serves it (healthy or not), else None.
@@ -146,14 +155,14 @@ class WorkerPool:
         self._fleet.clear()
 
     def candidates(self, snapshot: FleetSnapshot, model: str, org_id: int, exclude: set[str]) -> list[WorkerTarget]:
-        now = time.monotonic()
         eligible = [
             worker
-            for worker in snapshot.workers
-            if model in worker.models
-            and worker.id not in exclude
-            and (worker.dedicated_org_id is None or worker.dedicated_org_id == org_id)
+            for worker in snapshot.serving.get(model, ())
+            if worker.id not in exclude and (worker.dedicated_org_id is None or worker.dedicated_org_id == org_id)
         ]
+        if len(eligible) < 2:
+            return eligible
+        now = time.monotonic()
         random.shuffle(eligible)  # ties broken at random so equal workers share the load
         eligible.sort(
             key=lambda worker: (
