@@ -137,9 +137,8 @@ def main() -> None:
             p50 = statistics.median(run["p50"] for run in runs)
             p99 = statistics.median(run["p99"] for run in runs)
             label = f"{connections} connection{'s' if connections > 1 else ''}"
-            print(
-                f"| {label} | {rps:.0f} requests/s | {cpu:.0f} µs CPU per request | p50 {p50:.2f} ms | p99 {p99:.2f} ms |"
-            )
+            figures = f"{rps:.0f} requests/s | {cpu:.0f} µs CPU per request | p50 {p50:.2f} ms | p99 {p99:.2f} ms"
+            print(f"| {label} | {figures} |")
     finally:
         for process in reversed(processes):
             with contextlib.suppress(ProcessLookupError):
