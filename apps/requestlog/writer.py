@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
+import orjson
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, models, transaction
 
 from apps.requestlog import budget_alerts, rollups
@@ -37,13 +40,30 @@ class _Table:
         self.datetime_columns = {field.attname for field in fields if isinstance(field, models.DateTimeField)}
         # JSON goes through the field's own adapter (psycopg would send a list as an array).
         self.json_fields = [(index, field) for index, field in enumerate(fields) if isinstance(field, models.JSONField)]
+        self.json_columns = [index for index, _ in self.json_fields]
         # What the ORM would store for a missing value: the field's default, "" or None.
         self.defaults = {field.attname: field.get_default() for field in fields}
+        # A row holding every column (the gateway's always do) is read in one C call.
+        self._every_column = itemgetter(*self.columns)
 
     def _values(self, row: Mapping[str, Any]) -> list[Any]:
         values = [row.get(column, self.defaults[column]) for column in self.columns]
         for index, field in self.json_fields:
             values[index] = field.get_db_prep_value(values[index], connection)
+        return values
+
+    def _copy_values(self, row: Mapping[str, Any]) -> list[Any]:
+        """A row's values for COPY's text format: JSON as its text, which PostgreSQL parses
+        into the same ``jsonb`` the field's adapter would have sent (orjson: a fifth of the CPU)."""
+        try:
+            values = list(self._every_column(row))
+        except KeyError:
+            values = [row.get(column, self.defaults[column]) for column in self.columns]
+        for index in self.json_columns:
+            try:  # None too: JSON's null, as the field's adapter sends it
+                values[index] = orjson.dumps(values[index]).decode()
+            except orjson.JSONEncodeError:  # what json takes and orjson does not (a lone surrogate)
+                values[index] = json.dumps(values[index])
         return values
 
     def copy(self, rows: list[Mapping[str, Any]]) -> None:
@@ -56,8 +76,9 @@ class _Table:
         statement = f"COPY {quote(self.model._meta.db_table)} ({', '.join(quote(c) for c in self.columns)}) FROM STDIN"
         # The driver's own cursor (Django's has no COPY); its errors become Django's.
         with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+            write_row, values = copy.write_row, self._copy_values
             for row in rows:
-                copy.write_row(self._values(row))
+                write_row(values(row))
 
     def insert(self, rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """``INSERT ... ON CONFLICT DO NOTHING RETURNING`` the unique key: the rows really inserted.
