@@ -45,7 +45,8 @@ def encode(*arguments: Any) -> bytes:
     hiredis's C encoder (the same bytes a Python loop made, at a quarter of the CPU); it
     refuses anything but bytes, str, int and float, booleans included (Redis has none).
     """
-    return hiredis.pack_command(arguments)
+    packed: bytes = hiredis.pack_command(arguments)
+    return packed
 
 
 class _Batch:
