@@ -31,10 +31,8 @@ Failures are aiohttp's exception classes, which the proxy already tells apart
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import socket
-import ssl
 import time
 from collections import deque
 from typing import Any
@@ -43,7 +41,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import httptools
 
-from apps.workers.egress import RefusedAddress, check_resolved
+from apps.workers.egress import RefusedAddress, check_resolved, worker_tls_context
 
 KEEPALIVE_SECONDS = 30.0
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one answer
@@ -291,7 +289,7 @@ class _HostPool:
 
     async def _open(self, connect_timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        tls = _tls_context() if self.scheme == "https" else None
+        tls = worker_tls_context() if self.scheme == "https" else None
         try:
             async with asyncio.timeout(connect_timeout):
                 addresses = await _allowed_addresses(loop, self.host, self.port)
@@ -349,12 +347,6 @@ class _HostPool:
     def close(self) -> None:
         while self.idle:
             self.idle.pop().close()
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """The system's trusted authorities, hostnames checked: made once, shared by every connection."""
-    return ssl.create_default_context()
 
 
 async def _allowed_addresses(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[str]:

@@ -11,8 +11,10 @@ a worker could otherwise send the request anywhere.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,6 +53,20 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def worker_tls_context() -> ssl.SSLContext:
+    """What an https:// worker's certificate is checked against: the system's authorities and
+    ``PENDRA_WORKER_CA_FILE``'s, host names verified. One context per CA file, shared."""
+    return _tls_context(settings.PENDRA_WORKER_CA_FILE)
+
+
+@functools.cache
+def _tls_context(ca_file: str) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 def worker_connector(**options: Any) -> aiohttp.TCPConnector:

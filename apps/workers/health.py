@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.workers import selectors, services
-from apps.workers.egress import worker_connector
+from apps.workers.egress import worker_connector, worker_tls_context
 from apps.workers.models import Worker
 
 logger = logging.getLogger("pendra.workers.health")
@@ -112,7 +112,7 @@ async def probe(session: aiohttp.ClientSession, worker_id: str, base_url: str, t
 
 
 async def probe_many(targets: list[tuple[str, str]], *, timeout: float) -> list[ProbeResult]:
-    connector = worker_connector(limit=64, force_close=True)
+    connector = worker_connector(limit=64, force_close=True, ssl=worker_tls_context())
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
         return list(await asyncio.gather(*(probe(session, pk, url, timeout) for pk, url in targets)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -82,6 +83,22 @@ PENDRA_WORKER_MAX_CONNECTIONS = env_int("PENDRA_WORKER_MAX_CONNECTIONS", 2048, m
 PENDRA_WORKER_MAX_BODY_BYTES = env_int("PENDRA_WORKER_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1024)
 PENDRA_WORKER_MAX_ERROR_BYTES = env_int("PENDRA_WORKER_MAX_ERROR_BYTES", 64 * 1024, minimum=1024)
 PENDRA_WORKER_MAX_EVENT_BYTES = env_int("PENDRA_WORKER_MAX_EVENT_BYTES", 1024 * 1024, minimum=1024)
+# A PEM file of certificate authorities trusted for https:// workers besides the system's
+# (a private CA for the GPU fleet): the gateway's connections and the health probes use it.
+PENDRA_WORKER_CA_FILE = os.environ.get("PENDRA_WORKER_CA_FILE", "")
+
+
+def _check_worker_ca_file(path: str) -> None:
+    """Read now: a file that cannot be used would otherwise fail every https:// worker later."""
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        problem = f"PENDRA_WORKER_CA_FILE={path!r} holds no usable PEM certificates"
+        raise ImproperlyConfigured(f"{problem}: {exc}") from None
+
+
+if PENDRA_WORKER_CA_FILE:
+    _check_worker_ca_file(PENDRA_WORKER_CA_FILE)
 # x-sim-* request headers drive the bundled simulator's faults; a real worker has no use for them.
 PENDRA_FORWARD_SIM_HEADERS = env_bool("PENDRA_FORWARD_SIM_HEADERS", DEBUG)
 

@@ -58,3 +58,12 @@ def test_a_pepper_listed_twice_stops_the_process() -> None:
     result = _manage("check", env={**PRODUCTION, "PENDRA_KEY_PEPPERS": "new,new"})
     assert result.returncode != 0
     assert "PENDRA_KEY_PEPPERS lists a pepper twice" in result.stderr
+
+
+def test_a_worker_ca_file_that_cannot_be_read_stops_the_process(tmp_path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    for path in (str(tmp_path / "missing.pem"), str(not_pem)):
+        result = _manage("check", env={**PRODUCTION, "PENDRA_WORKER_CA_FILE": path})
+        assert result.returncode != 0
+        assert f"PENDRA_WORKER_CA_FILE={path!r} holds no usable PEM certificates" in result.stderr

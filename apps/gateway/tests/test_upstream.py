@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from apps.gateway import upstream
 from apps.gateway.tests.conftest import record_for
+from apps.workers import egress
 from testing.scripted_workers import COMPLETION as WORKER_COMPLETION
 from testing.scripted_workers import JSON, MODEL, ScriptedWorker
 
@@ -131,9 +131,9 @@ def tls_worker(tmp_path: Path, register_scripted: Any) -> Iterator[tuple[Scripte
     )
     Worker.objects.filter(pk=row.pk).update(state=WorkerState.HEALTHY)
     application.pool.invalidate()
-    upstream._tls_context.cache_clear()  # the trust store is read when the first TLS connection is made
+    egress._tls_context.cache_clear()  # the trust store is read when the first TLS connection is made
     yield worker, cert
-    upstream._tls_context.cache_clear()
+    egress._tls_context.cache_clear()
     worker.stop()
 
 
@@ -155,3 +155,30 @@ def test_a_worker_whose_certificate_is_not_trusted_never_receives_the_request(li
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "worker_error"
     assert worker.inference_hits() == []  # the handshake failed before any byte of the request left
+
+
+def test_a_worker_behind_a_private_ca_named_in_pendra_worker_ca_file_is_reached(
+    live, owner, tls_worker, settings
+) -> None:
+    worker, cert = tls_worker
+    settings.PENDRA_WORKER_CA_FILE = str(cert)  # the fleet's own authority, not the system's
+
+    responses = _chats(live, owner.key, 3)
+
+    assert [response.status_code for response in responses] == [200] * 3
+    assert len(set(_inference_ports(worker))) == 1
+
+
+def test_the_health_probe_trusts_pendra_worker_ca_file_as_the_gateway_does(tls_worker, settings) -> None:
+    from django.core.management import call_command
+
+    from apps.workers.models import Worker, WorkerState
+
+    worker, cert = tls_worker
+    url = f"https://127.0.0.1:{worker.port}"
+    call_command("register_worker", "untrusted", url, "--models", f"{MODEL}:chat", "--probe", "--wait", "0")
+    assert Worker.objects.get(name="untrusted").state == WorkerState.UNHEALTHY
+
+    settings.PENDRA_WORKER_CA_FILE = str(cert)
+    call_command("register_worker", "trusted", url, "--models", f"{MODEL}:chat", "--probe", "--wait", "0")
+    assert Worker.objects.get(name="trusted").state == WorkerState.HEALTHY
