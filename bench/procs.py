@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -106,3 +108,18 @@ def write_block(readme: Path, name: str, text: str, heading: str = "") -> None:
     else:
         content = content.rstrip() + "\n\n" + (f"{heading}\n\n" if heading else "") + block + "\n"
     readme.write_text(content)
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop servers started with ``start_new_session=True``, last started first (a proxy before its
+    upstream): SIGTERM to each group, SIGKILL to a group still there after 15 s."""
+    for process in reversed(processes):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)

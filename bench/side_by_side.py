@@ -27,11 +27,9 @@ an extra non-streamed run. Every server stops at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -255,14 +253,7 @@ def main() -> None:
             text=True,
         ).stdout.strip()
     finally:
-        for process in reversed(processes):  # the proxies before their upstream
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        procs.stop(processes)
         postgres.stop()
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -14,10 +14,8 @@ nginx and wrk. Loopback only; everything stops at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -140,14 +138,7 @@ def main() -> None:
             figures = f"{rps:.0f} requests/s | {cpu:.0f} µs CPU per request | p50 {p50:.2f} ms | p99 {p99:.2f} ms"
             print(f"| {label} | {figures} |")
     finally:
-        for process in reversed(processes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        procs.stop(processes)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

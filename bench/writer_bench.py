@@ -153,6 +153,7 @@ def main() -> None:
     from bench.gateway_bench import bench_env
     from bench.procs import postgres_postmaster
     from testing import servers
+
     postgres, redis = servers.start_postgresql(), servers.start_redis()
     if postgres is None or redis is None:
         sys.exit("PostgreSQL and redis-server binaries are needed")
