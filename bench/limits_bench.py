@@ -35,10 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import write_block  # noqa: E402
 from testing import servers  # noqa: E402
 
 README = ROOT / "bench" / "README.md"
-START, END = "<!-- limits_bench:start -->", "<!-- limits_bench:end -->"
 
 
 def _setup() -> list[servers.Server]:
@@ -214,15 +214,7 @@ def _write(table: str) -> None:
         "read from the database at most once a second per org and process. `settle()` runs after "
         "the response is sent. Rerun on a quiet machine: other processes inflate p99 most.\n"
     )
-    section = f"{START}\n## Rate-limit check (`bench/limits_bench.py`)\n\n{table}{notes}{END}\n"
-    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    README.write_text(text)
+    write_block(README, "limits_bench", f"## Rate-limit check (`bench/limits_bench.py`)\n\n{table}{notes}".rstrip("\n"))
     print(f"recorded in {README.relative_to(ROOT)}")
 
 

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -41,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.gateway_bench import BIG_PLAN  # noqa: E402
+from bench.procs import write_block  # noqa: E402
 from bench.soak_load import Load  # noqa: E402
 from pendra_console.serving import uvicorn_command  # noqa: E402
 from testing import servers  # noqa: E402
@@ -304,16 +304,7 @@ def report(
     if tally.errors:
         print("client-side errors:", dict(tally.errors))
     if args.write:
-        readme = ROOT / "bench" / "README.md"
-        text = readme.read_text()
-        begin, end = "<!-- soak:start -->", "<!-- soak:end -->"
-        block = f"{begin}\n{table}\n{end}"
-        text = (
-            re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-            if begin in text
-            else text.rstrip() + "\n\n## Soak (`make soak`, `bench/soak.py`)\n\n" + block + "\n"
-        )
-        readme.write_text(text)
+        write_block(ROOT / "bench" / "README.md", "soak", table, heading="## Soak (`make soak`, `bench/soak.py`)")
     return 0 if all(checks.values()) else 1
 
 
