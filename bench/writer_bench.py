@@ -1,7 +1,8 @@
 """The record path outside the web process: the writer's and PostgreSQL's CPU per record.
 
-Two checkouts (A and B; one may be this one) against one throwaway PostgreSQL and Redis,
-in turns A, B, A, B, ... Each round is a fresh process of that checkout's code which:
+Two checkouts (A and B; one may be this one) against one throwaway PostgreSQL (a database
+each, migrated by its own checkout) and Redis, in turns A, B, A, B, ... Each round is a
+fresh process of that checkout's code which:
 
 1. empties the record and roll-up tables and the stream;
 2. builds ``--count`` realistic records (chat successes with usage, one in ten a refusal
@@ -150,6 +151,8 @@ def main() -> None:
         return
     if args.tree_a is None or args.tree_b is None:
         parser.error("two checkouts are needed (one may be .)")
+    import psycopg
+
     from bench.gateway_bench import bench_env
     from bench.procs import postgres_postmaster
     from testing import servers
@@ -162,17 +165,23 @@ def main() -> None:
         env = bench_env(database_url=postgres.url, redis_url=redis.url, workdir=var_dir)
         env["DJANGO_SETTINGS_MODULE"] = "pendra_console.settings"
         trees = [args.tree_a.resolve(), args.tree_b.resolve()]
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=trees[0], env=env, check=True)
+        envs = []
+        with psycopg.connect(postgres.url, autocommit=True) as connection:
+            for index, tree in enumerate(trees):  # a database each: the versions' schemas may differ
+                connection.execute(f"CREATE DATABASE wb{index}")
+                envs.append({**env, "DATABASE_URL": postgres.url.rsplit("/", 1)[0] + f"/wb{index}"})
+                envs[-1]["PYTHONPATH"] = str(tree)
+                subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=tree, env=envs[-1], check=True)
         postmaster = postgres_postmaster(postgres.workdir)
         labels = args.labels.split(",")
         results: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
         loads = [os.getloadavg()[0]]
         for round_ in range(args.rounds):
-            for label, tree in zip(labels, trees, strict=True):
+            for label, tree, tree_env in zip(labels, trees, envs, strict=True):
                 command = [sys.executable, str(ROOT / "bench" / "writer_bench.py"), "--child", str(postmaster)]
                 command += ["--count", str(args.count), "--batch", str(args.batch)]
                 done = subprocess.run(
-                    command, cwd=tree, env={**env, "PYTHONPATH": str(tree)}, check=True, capture_output=True, text=True
+                    command, cwd=tree, env=tree_env, check=True, capture_output=True, text=True
                 )
                 figures = json.loads(done.stdout.strip().splitlines()[-1])
                 results[label].append(figures)
