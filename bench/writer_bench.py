@@ -14,7 +14,7 @@ fresh process of that checkout's code which:
    whole PostgreSQL server (WAL writer, checkpointer and autovacuum included).
 
 Usage: ``.venv/bin/python bench/writer_bench.py TREE_A TREE_B [--count 20000] [--rounds 4]
-[--batch 500] [--labels before,after]``. Both checkouts run on this virtualenv's Python.
+[--batch 500] [--batch-b N] [--labels before,after]``. Both checkouts run on this virtualenv's Python.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch-b", type=int, default=None, help="B's batch, when it differs from A's")
     parser.add_argument("--labels", default="A,B")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)  # the postmaster's pid
     args = parser.parse_args()
@@ -179,7 +180,8 @@ def main() -> None:
         for round_ in range(args.rounds):
             for label, tree, tree_env in zip(labels, trees, envs, strict=True):
                 command = [sys.executable, str(ROOT / "bench" / "writer_bench.py"), "--child", str(postmaster)]
-                command += ["--count", str(args.count), "--batch", str(args.batch)]
+                batch = args.batch_b if label == labels[1] and args.batch_b else args.batch
+                command += ["--count", str(args.count), "--batch", str(batch)]
                 done = subprocess.run(
                     command, cwd=tree, env=tree_env, check=True, capture_output=True, text=True
                 )
