@@ -13,6 +13,7 @@ column's resolution), per org and per key and calendar month (UTC): :func:`spend
 from __future__ import annotations
 
 import fnmatch
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -72,9 +73,26 @@ def usd_of_units(units: int) -> Decimal:
     return Decimal(units).scaleb(-10)
 
 
+# The current month and the timestamps it spans: "now" is asked for by every admission and
+# settle, and a comparison of two floats answers it until the month ends.
+_current: tuple[float, float, str] = (0.0, 0.0, "")
+
+
 def period_of(moment: datetime | None = None) -> str:
     """The budget month holding ``moment`` (now by default), e.g. ``"2026-11"`` (UTC)."""
-    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    global _current
+    if moment is None:
+        now = time.time()
+        start, end, period = _current
+        if start <= now < end:
+            return period
+        moment = datetime.fromtimestamp(now, UTC)
+        period = f"{moment.year:04d}-{moment.month:02d}"
+        year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+        first = datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp()
+        _current = (first, datetime(year, month, 1, tzinfo=UTC).timestamp(), period)
+        return period
+    moment = moment.astimezone(UTC)
     return f"{moment.year:04d}-{moment.month:02d}"
 
 
