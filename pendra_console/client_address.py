@@ -13,8 +13,9 @@ import ipaddress
 from functools import lru_cache
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest
+
+from pendra_console.hot_settings import hot
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -40,7 +41,7 @@ def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def client_address(peer: str | None, forwarded_for: str | None) -> str:
     """The client's address given the connecting peer and the X-Forwarded-For value(s)."""
-    trusted = _networks(tuple(settings.PENDRA_TRUSTED_PROXIES))
+    trusted = _networks(tuple(hot.PENDRA_TRUSTED_PROXIES))
     current = _parse(peer or "")
     if current is None:
         return peer or ""

@@ -56,6 +56,8 @@ from django.db import transaction
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from pendra_console.hot_settings import hot
+
 logger = logging.getLogger("pendra.epochs")
 
 # A quarter of the one-second window: three polls may be lost or late before entries fall
@@ -98,7 +100,7 @@ class Domain:
     @staticmethod
     def lifetime() -> float:
         """How long an entry may live while confirmations keep coming."""
-        return float(settings.PENDRA_WATCHED_CACHE_SECONDS)
+        return float(hot.PENDRA_WATCHED_CACHE_SECONDS)
 
     def __repr__(self) -> str:
         return f"Domain({self.name!r})"
@@ -111,7 +113,7 @@ DOMAINS = (KEYS, PLANS, FLEET)
 
 
 def enabled() -> bool:
-    return bool(settings.REDIS_URL) and settings.PENDRA_WATCHED_CACHE_SECONDS > 0
+    return bool(settings.REDIS_URL) and hot.PENDRA_WATCHED_CACHE_SECONDS > 0
 
 
 # --- Writers ----------------------------------------------------------------------

@@ -45,6 +45,7 @@ from pendra_console.aio import run_db
 from pendra_console.client_address import scope_client_address
 from pendra_console.contract import INVALID_TOKEN
 from pendra_console.errors import RETRY_AFTER_OUTAGE, not_found_detail, outage_detail, unavailable_service
+from pendra_console.hot_settings import hot
 from pendra_console.request_id import current_request_id
 
 logger = logging.getLogger("pendra.gateway")
@@ -152,10 +153,10 @@ class GatewayApplication:
             return
         # From here a refusal counts against the org's bucket for the route: bad bodies are not free.
         try:
-            body = await exchange.read_body(settings.PENDRA_MAX_BODY_BYTES)
+            body = await exchange.read_body(hot.PENDRA_MAX_BODY_BYTES)
         except BodyTooLarge:
             if await metering.count_refused(exchange, org_id=org_id, route=route):
-                await exchange.error_response(413, f"The request body exceeds {settings.PENDRA_MAX_BODY_BYTES} bytes.")
+                await exchange.error_response(413, f"The request body exceeds {hot.PENDRA_MAX_BODY_BYTES} bytes.")
             return
         content_type = exchange.header(b"content-type") or ""
         try:

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-
-from django.conf import settings
-from django.utils import timezone
 
 from apps.gateway import metrics, record_handoff
 from apps.gateway.exchange import Exchange
@@ -35,6 +33,7 @@ from apps.plans.pricing import ZERO, cost_of, price_for, spend_units
 from apps.plans.selectors import plan_for_org_async
 from apps.requestlog import handoff
 from apps.requestlog.services import LimitHit, RecordRows, TokenUsage, record_request
+from pendra_console.hot_settings import hot
 from pendra_console.request_id import log_access
 
 
@@ -127,7 +126,7 @@ async def finish(exchange: Exchange) -> None:
     status = exchange.status or 499
     principal = exchange.principal
     worker = exchange.worker
-    if settings.PENDRA_METRICS:
+    if hot.PENDRA_METRICS:
         metrics.meter.observe(exchange, status, time.perf_counter())
     log_access(
         method=exchange.method,
@@ -193,7 +192,7 @@ def _record(exchange: Exchange, usage: TokenUsage | None, cost: Decimal, *, hand
     return record_request(
         uid=exchange.uid,
         request_id=exchange.request_id,
-        created_at=timezone.now(),
+        created_at=datetime.now(UTC),  # timezone.now() with USE_TZ, without reading the setting
         org_id=named.org_id if named else None,
         api_key_id=named.key_id if named else None,
         user_id=named.user_id if named else None,

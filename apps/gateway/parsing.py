@@ -24,9 +24,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import django
-from django.conf import settings
 
 from apps.gateway.validation import InvalidRequest, ValidRequest
+from pendra_console.hot_settings import hot
 
 INLINE_BYTES = 64 * 1024
 
@@ -45,7 +45,7 @@ class BodyParser:
     async def parse(self, validate: Validator, body: bytes, content_type: str) -> ValidRequest:
         if len(body) <= INLINE_BYTES:
             return validate(body, content_type)
-        if len(body) <= settings.PENDRA_PARSE_PROCESS_BYTES:
+        if len(body) <= hot.PENDRA_PARSE_PROCESS_BYTES:
             return await asyncio.to_thread(validate, body, content_type)
         if self._helper is None:
             # spawn, not fork: this process has threads, and a forked lock held by one of them stays held.

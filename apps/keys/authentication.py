@@ -29,10 +29,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -49,6 +48,7 @@ from apps.plans.key_limits import KeyLimits
 from pendra_console import epochs
 from pendra_console.client_address import request_client_address
 from pendra_console.contract import INVALID_TOKEN
+from pendra_console.hot_settings import hot
 from pendra_console.ttl_cache import TTLCache
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -215,9 +215,9 @@ class KeyCache:
 
     def __init__(self) -> None:
         self.principals: TTLCache[str, KeyPrincipal | None] = TTLCache(
-            lambda: settings.PENDRA_KEY_CACHE_SECONDS, watch=epochs.KEYS
+            lambda: hot.PENDRA_KEY_CACHE_SECONDS, watch=epochs.KEYS
         )
-        self.unknown: TTLCache[str, bool] = TTLCache(lambda: settings.PENDRA_KEY_NEGATIVE_CACHE_SECONDS)
+        self.unknown: TTLCache[str, bool] = TTLCache(lambda: hot.PENDRA_KEY_NEGATIVE_CACHE_SECONDS)
         self._last_touched: dict[int, float] = {}
 
     def peek(self, public_id: str) -> tuple[float, KeyPrincipal | None] | None:
@@ -287,7 +287,7 @@ class UnknownKeyBudget:
         now = time.time()
         window = int(now // self.WINDOW_SECONDS)
         seen = self._counts.get(address)
-        if seen is None or seen[0] != window or seen[1] < settings.PENDRA_UNKNOWN_KEY_BUDGET:
+        if seen is None or seen[0] != window or seen[1] < hot.PENDRA_UNKNOWN_KEY_BUDGET:
             return 0
         return max(1, (window + 1) * self.WINDOW_SECONDS - int(now))
 
@@ -355,7 +355,7 @@ async def authenticate_key_cached(
         principal = await key_cache.principals.reload(parsed.public_id, lambda: _load(parsed.public_id))
         if principal is None and key_cache.known_unknown(parsed.public_id):
             unknown_keys.charge(address)
-    now = timezone.now()
+    now = datetime.now(UTC)  # timezone.now() with USE_TZ, without reading the setting
     if principal is None or not tokens.secret_matches(parsed.secret, principal.secret_hash):
         return None
     if not principal.usable_at(now):

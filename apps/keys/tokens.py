@@ -23,7 +23,7 @@ import string
 import zlib
 from dataclasses import dataclass
 
-from django.conf import settings
+from pendra_console.hot_settings import hot
 
 PREFIX = "pnd_"
 PUBLIC_ID_LENGTH = 12
@@ -44,16 +44,17 @@ class ParsedKey:
     secret: str
 
 
-def _base62(number: int, width: int) -> str:
-    digits = []
-    for _ in range(width):
-        number, remainder = divmod(number, 62)
-        digits.append(_BASE62[remainder])
-    return "".join(reversed(digits))
+# Every pair of base62 digits, so a checksum (six digits) is three divisions and three
+# look-ups, not six of each and a join: parse_key runs on every /v1 request.
+_BASE62_PAIRS = [high + low for high in _BASE62 for low in _BASE62]
 
 
 def _checksum(body: str) -> str:
-    return _base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+    """CRC-32 of ``body`` as six base62 digits (62**6 > 2**32: nothing is cut off)."""
+    number = zlib.crc32(body.encode("ascii"))
+    rest, low = divmod(number, 3844)
+    high, middle = divmod(rest, 3844)
+    return _BASE62_PAIRS[high] + _BASE62_PAIRS[middle] + _BASE62_PAIRS[low]
 
 
 def new_public_id() -> str:
@@ -81,13 +82,25 @@ def parse_key(raw: str | None) -> ParsedKey | None:
     return ParsedKey(public_id=match["public_id"], secret=match["secret"])
 
 
+# HMAC-SHA256 keyed with each pepper once: a copy of the keyed state then costs a third of
+# keying it again for every request (hmac.new). By pepper, so a changed setting keys anew.
+_keyed: dict[str, hmac.HMAC] = {}
+
+
 def _hmac(pepper: str, secret: str) -> str:
-    return hmac.new(pepper.encode(), secret.encode("ascii"), hashlib.sha256).hexdigest()
+    keyed = _keyed.get(pepper)
+    if keyed is None:
+        if len(_keyed) >= 16:
+            _keyed.clear()  # peppers only change with the settings: bounded all the same
+        keyed = _keyed[pepper] = hmac.new(pepper.encode(), digestmod=hashlib.sha256)
+    digest = keyed.copy()
+    digest.update(secret.encode("ascii"))
+    return digest.hexdigest()
 
 
 def hash_secret(secret: str) -> str:
     """The hash stored for a new secret: made with the current (first) pepper."""
-    return _hmac(settings.PENDRA_KEY_PEPPERS[0], secret)
+    return _hmac(hot.PENDRA_KEY_PEPPERS[0], secret)
 
 
 def secret_matches(secret: str, stored_hash: str) -> bool:
@@ -95,7 +108,7 @@ def secret_matches(secret: str, stored_hash: str) -> bool:
     if not stored_hash:
         return False
     # Every pepper is tried, match or not, so the time taken does not tell which one matched.
-    matches = [hmac.compare_digest(_hmac(pepper, secret), stored_hash) for pepper in settings.PENDRA_KEY_PEPPERS]
+    matches = [hmac.compare_digest(_hmac(pepper, secret), stored_hash) for pepper in hot.PENDRA_KEY_PEPPERS]
     return any(matches)
 
 

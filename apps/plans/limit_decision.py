@@ -63,10 +63,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-
 from apps.plans.pricing import period_of, seconds_to_next_period, spend_key, usd_of_units
 from apps.plans.selectors import PlanLimits
+from pendra_console.hot_settings import hot
 
 if TYPE_CHECKING:
     from apps.plans.key_limits import KeyLimits
@@ -152,7 +151,7 @@ def budgets_for(plan: PlanLimits, key_id: int | None) -> tuple[int, int]:
 
 
 def lease_seconds() -> float:
-    return float(settings.PENDRA_STREAM_LEASE_SECONDS)
+    return float(hot.PENDRA_STREAM_LEASE_SECONDS)
 
 
 def new_lease_id() -> str:
@@ -182,7 +181,7 @@ class TokenBound:
             return self.prompt + self.output
         # No max_tokens: the documented default, but never more than the minute has room for,
         # so leaving max_tokens out is not by itself a request that can never fit.
-        default = settings.PENDRA_DEFAULT_MAX_TOKENS * self.choices
+        default = hot.PENDRA_DEFAULT_MAX_TOKENS * self.choices
         return self.prompt + min(default, max(0, limit - self.prompt))
 
 

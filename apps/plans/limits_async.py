@@ -28,7 +28,6 @@ import weakref
 from typing import Any
 
 import redis.asyncio as aioredis
-from django.conf import settings
 from redis.exceptions import RedisError
 
 from apps.plans import limits
@@ -65,6 +64,7 @@ from apps.plans.selectors import plan_for_org_async
 from pendra_console import redis_mux
 from pendra_console.aio import run_db
 from pendra_console.cache import LEASE_RENEW, cache_key
+from pendra_console.hot_settings import hot
 
 logger = logging.getLogger("pendra.limits")
 
@@ -184,7 +184,7 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] =
 def mux() -> redis_mux.Multiplexer:
     """The event loop's multiplexed connection: admissions, renewals, settles and the records'
     hand-off, the commands every request sends (:mod:`pendra_console.redis_mux`)."""
-    return redis_mux.for_loop(settings.REDIS_URL)
+    return redis_mux.for_loop(hot.REDIS_URL)
 
 
 def _client() -> aioredis.Redis:
@@ -195,7 +195,7 @@ def _client() -> aioredis.Redis:
     if client is None:
         # A bounded pool that waits for a free connection rather than failing a burst.
         pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=128, timeout=1, socket_timeout=1, socket_connect_timeout=1
+            hot.REDIS_URL, max_connections=128, timeout=1, socket_timeout=1, socket_connect_timeout=1
         )
         client = aioredis.Redis(connection_pool=pool)
         _clients[loop] = client
@@ -220,7 +220,7 @@ async def admit(
     key: KeyLimits | None = None,
 ) -> Admission:
     """:func:`apps.plans.limits.admit`, counted in one round trip; same answers, same headers."""
-    if not settings.REDIS_URL:
+    if not hot.REDIS_URL:
         admit_sync = functools.partial(
             limits.admit, org_id=org_id, kind=kind, streaming=streaming, bound=bound, key_id=key_id, key=key
         )
@@ -286,7 +286,7 @@ async def admit(
 
 async def renew(*, org_id: int, lease: str) -> None:
     """:func:`apps.plans.limits.renew`: the stream's lease lasts another lease from now."""
-    if not settings.REDIS_URL:
+    if not hot.REDIS_URL:
         await run_db(functools.partial(limits.renew, org_id=org_id, lease=lease))
         return
     try:
@@ -335,7 +335,7 @@ async def settle(
 ) -> None:
     """:func:`apps.plans.limits.settle` in one round trip: the reservation becomes the usage, the lease
     goes, the request's cost (``spend``, in spend units) is added to the month's spend of the org and key."""
-    if not settings.REDIS_URL:
+    if not hot.REDIS_URL:
         settle_sync = functools.partial(
             limits.settle, org_id=org_id, kind=kind, tokens=tokens, admission=admission, key_id=key_id, spend=spend
         )

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -33,6 +32,7 @@ from apps.plans.catalogue import DEFAULT_PLAN, ensure_catalogue
 from apps.plans.models import Budget, Plan, Price, Subscription
 from apps.plans.pricing import PriceRow, ordered, spend_units
 from pendra_console import epochs
+from pendra_console.hot_settings import hot
 from pendra_console.ttl_cache import TTLCache
 
 # Every limit a plan carries, in the order the API shows them.
@@ -98,7 +98,7 @@ class PlanLimits:
 
 
 # org id -> its plan's limits; 0 holds the default plan (org ids start at 1).
-plan_cache: TTLCache[int, PlanLimits] = TTLCache(lambda: settings.PENDRA_PLAN_CACHE_SECONDS, watch=epochs.PLANS)
+plan_cache: TTLCache[int, PlanLimits] = TTLCache(lambda: hot.PENDRA_PLAN_CACHE_SECONDS, watch=epochs.PLANS)
 
 
 def default_plan() -> Plan:
