@@ -67,13 +67,13 @@ def _start_flush(loop: asyncio.AbstractEventLoop, turn: _Turn) -> None:
 
 
 async def _flush(turn: _Turn) -> None:
-    calls: list[redis_batch.Call] = []
-    xadds: list[int] = []  # where each record's XADD sits among the calls
-    for rows, settle in turn.items:
-        if settle is not None and (arguments := limits_async.settle_arguments(**settle)) is not None:
-            calls.append((limits_async.SETTLE_SCRIPT, arguments))
-        xadds.append(len(calls))
-        calls.append(handoff.xadd(handoff.encode(*rows)))
+    try:
+        calls, xadds = _calls(turn.items)
+    except Exception as exc:  # a row that cannot be encoded: the in-process writer still takes it
+        logger.exception("request records could not be encoded for Redis")
+        _failed([rows for rows, _ in turn.items], exc)
+        turn.done.set_result(None)  # whatever happened, no request waits on this turn for ever
+        return
     try:
         results = await redis_batch.run(limits_async.mux(), calls)
     except (RedisError, OSError, TimeoutError) as exc:
@@ -90,6 +90,18 @@ async def _flush(turn: _Turn) -> None:
     finally:
         if not turn.done.done():
             turn.done.set_result(None)
+
+
+def _calls(items: list[Item]) -> tuple[list[redis_batch.Call], list[int]]:
+    """The turn's settles and XADDs, and where each record's XADD sits among them."""
+    calls: list[redis_batch.Call] = []
+    xadds: list[int] = []
+    for rows, settle in items:
+        if settle is not None and (arguments := limits_async.settle_arguments(**settle)) is not None:
+            calls.append((limits_async.SETTLE_SCRIPT, arguments))
+        xadds.append(len(calls))
+        calls.append(handoff.xadd(handoff.encode(*rows)))
+    return calls, xadds
 
 
 def _failed(rows: list[RecordRows], exc: BaseException) -> None:
