@@ -32,6 +32,7 @@ from apps.gateway.upstream import Response, Upstream
 from apps.keys.authentication import KeyPrincipal
 from apps.requestlog.services import TimeoutHit
 from apps.workers.selectors import WorkerTarget
+from pendra_console.hot_settings import hot
 
 logger = logging.getLogger("pendra.gateway")
 
@@ -61,8 +62,8 @@ def _total_limit(route: Route) -> float:
     hold the request (and its stream slot and connection) for ever.
     """
     if route.idle_timeout:
-        return float(settings.PENDRA_CHAT_MAX_SECONDS)
-    return float(getattr(settings, route.timeout_setting))
+        return float(hot.PENDRA_CHAT_MAX_SECONDS)
+    return float(getattr(hot, route.timeout_setting))
 
 
 def _timeout_detail(route: Route, seconds: float, *, deadline: float | None = None) -> str:
@@ -161,10 +162,10 @@ class Proxy:
         fleet: FleetSnapshot,
         principal: KeyPrincipal,
     ) -> None:
-        limit = float(getattr(settings, route.timeout_setting))
+        limit = float(getattr(hot, route.timeout_setting))
         deadline = time.monotonic() + _total_limit(route)
         payload = valid.upstream_body if valid.upstream_body is not None else body
-        sim_headers = settings.PENDRA_FORWARD_SIM_HEADERS
+        sim_headers = hot.PENDRA_FORWARD_SIM_HEADERS
         headers = {
             name.decode(): value.decode("latin-1")
             for name, value in exchange.headers.items()
@@ -176,7 +177,7 @@ class Proxy:
         tried: set[str] = set()
         last_reason = ""
         upstream_error = None
-        for _ in range(settings.PENDRA_MAX_ATTEMPTS):
+        for _ in range(hot.PENDRA_MAX_ATTEMPTS):
             if exchange.client_gone:
                 return  # no other worker starts on an answer nobody waits for
             candidates = self.pool.candidates(fleet, valid.model, principal.org_id or 0, tried)
@@ -244,7 +245,7 @@ class Proxy:
                 worker.base_url + route.path,
                 payload,
                 headers,
-                connect_timeout=settings.PENDRA_CONNECT_TIMEOUT,
+                connect_timeout=hot.PENDRA_CONNECT_TIMEOUT,
                 read_timeout=limit if route.idle_timeout else None,
                 deadline=deadline,
             )
@@ -271,7 +272,7 @@ class Proxy:
         if 300 <= status < 400:
             raise Retry(f"HTTP {status}: a redirect, which is never followed")
         # A worker's answer is held in memory whole: bounded, so one worker cannot exhaust the process.
-        limit = settings.PENDRA_WORKER_MAX_ERROR_BYTES if status >= 400 else settings.PENDRA_WORKER_MAX_BODY_BYTES
+        limit = hot.PENDRA_WORKER_MAX_ERROR_BYTES if status >= 400 else hot.PENDRA_WORKER_MAX_BODY_BYTES
         try:
             content = await response.read_bounded(limit)
         except aiohttp.ServerTimeoutError:
@@ -311,7 +312,7 @@ class Proxy:
         route: Route,
         deadline: float,
     ) -> None:
-        stream = SSEFilter(strip_usage=not valid.include_usage, max_event_bytes=settings.PENDRA_WORKER_MAX_EVENT_BYTES)
+        stream = SSEFilter(strip_usage=not valid.include_usage, max_event_bytes=hot.PENDRA_WORKER_MAX_EVENT_BYTES)
         try:
             first = await response.readany()
         except aiohttp.ServerTimeoutError:

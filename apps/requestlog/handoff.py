@@ -37,6 +37,7 @@ from django.conf import settings
 
 from apps.requestlog.writer import write_records
 from pendra_console import redis_mux
+from pendra_console.hot_settings import hot
 
 logger = logging.getLogger("pendra.requestlog")
 
@@ -49,7 +50,7 @@ Message = tuple[bytes, dict[bytes, bytes]]
 
 
 def enabled() -> bool:
-    return settings.PENDRA_RECORD_HANDOFF == "redis"
+    return hot.PENDRA_RECORD_HANDOFF == "redis"  # read on every /v1 request
 
 
 def consumer_name() -> str:
