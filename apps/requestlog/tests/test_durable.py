@@ -43,16 +43,6 @@ ROOT = Path(django_settings.BASE_DIR)
 
 
 @pytest.fixture
-def stream(redis_required: None, settings: Any) -> redis.Redis:
-    """The session's Redis with an empty records stream; this process writes through it too."""
-    settings.PENDRA_RECORD_HANDOFF = "redis"
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(handoff.STREAM)
-    handoff.ensure_group(handoff.client())
-    return client
-
-
-@pytest.fixture
 def web_env(stream: redis.Redis) -> dict[str, str]:
     return {
         **os.environ,

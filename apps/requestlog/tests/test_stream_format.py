@@ -30,15 +30,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 CHAT = {"model": "sim-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 3}
 
 
-@pytest.fixture
-def stream(redis_required: None, settings: Any) -> redis.Redis:
-    settings.PENDRA_RECORD_HANDOFF = "redis"
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(handoff.STREAM)
-    handoff.ensure_group(handoff.client())
-    return client
-
-
 def _previous_encode(record: dict[str, Any], usage: dict[str, Any] | None) -> bytes:
     """What the previous version's web processes put in the stream."""
 
