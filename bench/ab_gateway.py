@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -45,7 +46,6 @@ sys.path.insert(0, str(ROOT))
 from bench.canned import WORKLOADS, nginx_config, wrk  # noqa: E402
 from bench.gateway_bench import BIG_PLAN, bench_env, wait_http  # noqa: E402
 from bench.ops_bench import group_cpu_seconds  # noqa: E402
-from pendra_console.serving import uvicorn_command  # noqa: E402
 from testing import servers  # noqa: E402
 
 
@@ -89,28 +89,79 @@ class Version:
         if self.shell:  # e.g. budgets and key controls set on one side (CONTROLS_ON)
             self.manage("shell", "-c", self.shell.format(org=seeded["org"]))
 
-    def run(self, *, duration: int, connections: int, workdir: str, workload: str) -> None:
+    def serving_command(self, port: int) -> list[str]:
+        """The command line this checkout serves itself with (its own ``uvicorn_command``)."""
+        program = (
+            "import json, sys; from pendra_console.serving import uvicorn_command; "
+            "print(json.dumps(uvicorn_command(host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')))"
+        )
+        command = [sys.executable, "-c", program, str(port)]
+        done = subprocess.run(command, cwd=self.tree, check=True, capture_output=True)
+        return list(json.loads(done.stdout))
+
+    def start(self) -> tuple[subprocess.Popen[bytes], str]:
         port = servers.free_port()
-        command = uvicorn_command(host="127.0.0.1", port=port, workers=1, log_level="warning")
-        server = subprocess.Popen(command, cwd=self.tree, env=self.env, start_new_session=True)
+        server = subprocess.Popen(self.serving_command(port), cwd=self.tree, env=self.env, start_new_session=True)
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        return server, f"http://127.0.0.1:{port}"
+
+    def record(self, rps: float, spent: float, duration: int) -> None:
+        requests = rps * duration
+        self.rps.append(rps)
+        self.cpu_us.append(spent / requests * 1e6 if requests else float("nan"))
+        print(f"{self.label}: {rps:.0f} requests/s, {self.cpu_us[-1]:.0f} µs CPU/request", flush=True)
+
+    def run(self, *, duration: int, connections: int, workdir: str, workload: str) -> None:
+        server, base = self.start()
         try:
-            wait_http(f"http://127.0.0.1:{port}/healthz")
-            route = "embeddings" if workload == "embeddings" else "chat/completions"
-            url, body = f"http://127.0.0.1:{port}/v1/{route}", WORKLOADS[workload]
+            url, body = _target(base, workload)
             wrk(url, body, key=self.key, duration=2, connections=connections, workdir=workdir, cpu="")  # warm
             before = group_cpu_seconds(server.pid)
             result = wrk(url, body, key=self.key, duration=duration, connections=connections, workdir=workdir, cpu="")
             spent = group_cpu_seconds(server.pid) - before
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        requests = result["rps"] * duration
-        self.rps.append(result["rps"])
-        self.cpu_us.append(spent / requests * 1e6 if requests else float("nan"))
-        print(f"{self.label}: {result['rps']:.0f} requests/s, {self.cpu_us[-1]:.0f} µs CPU/request", flush=True)
+            _stop(server)
+        self.record(result["rps"], spent, duration)
+
+
+def _target(base: str, workload: str) -> tuple[str, dict[str, object]]:
+    route = "embeddings" if workload == "embeddings" else "chat/completions"
+    return f"{base}/v1/{route}", WORKLOADS[workload]
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def run_together(versions: list[Version], *, duration: int, connections: int, workdir: str, workload: str) -> None:
+    """Both versions under load at the same time, each from its own wrk: whatever else the
+    machine does in those seconds, it does to both, so their CPU per request compares."""
+    started = [version.start() for version in versions]
+    try:
+        targets = [_target(base, workload) for _, base in started]
+        dirs = [Path(workdir, version.label) for version in versions]
+        for folder in dirs:
+            folder.mkdir(exist_ok=True)
+
+        def load(index: int, seconds: int) -> dict[str, float]:
+            url, body = targets[index]
+            key = versions[index].key
+            return wrk(url, body, key=key, duration=seconds, connections=connections, workdir=str(dirs[index]), cpu="")
+
+        with ThreadPoolExecutor(len(versions)) as pool:
+            list(pool.map(lambda index: load(index, 2), range(len(versions))))  # warm
+            before = [group_cpu_seconds(server.pid) for server, _ in started]
+            results = list(pool.map(lambda index: load(index, duration), range(len(versions))))
+            spent = [group_cpu_seconds(server.pid) - b for (server, _), b in zip(started, before, strict=True)]
+    finally:
+        for server, _ in started:
+            _stop(server)
+    for version, result, cpu in zip(versions, results, spent, strict=True):
+        version.record(result["rps"], cpu, duration)
 
 
 # Every per-key control and a hard budget on the org and on each key, none of them binding, so
@@ -177,6 +228,9 @@ def main() -> None:
     parser.add_argument("--shell-b", default="", help="likewise for B; --shell-b controls: CONTROLS_ON")
     parser.add_argument("--labels", default="A,B")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="chat")
+    parser.add_argument(
+        "--together", action="store_true", help="load both versions at once, each with its own wrk, in every round"
+    )
     args = parser.parse_args()
 
     with lab("pendra-ab-") as (workdir, base_env, json_url, sse_url):
@@ -189,6 +243,12 @@ def main() -> None:
             version.prepare(json_url, sse_url)
         load_before = os.getloadavg()[0]
         for _ in range(args.rounds):
+            if args.together:
+                run_together(
+                    versions, duration=args.duration, connections=args.connections, workdir=workdir,
+                    workload=args.workload,
+                )  # fmt: skip
+                continue
             for version in versions:
                 version.run(
                     duration=args.duration, connections=args.connections, workdir=workdir, workload=args.workload
@@ -197,9 +257,10 @@ def main() -> None:
 
     a, b = versions
     print()
+    mode = "simultaneous" if args.together else "alternating"
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores ({platform.machine()}), one uvicorn process, "
-        f"{args.connections} connections, {args.workload}, {args.rounds} alternating rounds of {args.duration} s, "
+        f"{args.connections} connections, {args.workload}, {args.rounds} {mode} rounds of {args.duration} s, "
         f"load average {load_before:.1f} → {load_after:.1f}."
     )
     print()
