@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# uvicorn's httptools protocol, sending a response's head with its first body bytes.
+HTTP_PROTOCOL = "pendra_console.http_protocol:PendraHttpToolsProtocol"
 
 
 def uvicorn_command(*, host: str, port: int, workers: int = 1, log_level: str = "info") -> list[str]:
@@ -25,10 +27,14 @@ def uvicorn_command(*, host: str, port: int, workers: int = 1, log_level: str = 
     would replace the peer first, and with ``FORWARDED_ALLOW_IPS=*`` it takes the *leftmost*
     X-Forwarded-For entry, which the client writes: a key limited to an address range would
     then accept anyone who names an address inside it.
+
+    ``--http``: uvicorn's httptools protocol, with a response's head and first body bytes
+    sent in one write (pendra_console/http_protocol.py).
     """
     return [
         sys.executable, "-m", "uvicorn", "pendra_console.asgi:application",
         "--host", host, "--port", str(port), "--workers", str(workers),
+        "--http", HTTP_PROTOCOL,
         "--log-level", log_level, "--no-access-log", "--lifespan", "on", "--no-proxy-headers",
     ]  # fmt: skip
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import uvicorn
 
+from pendra_console.serving import HTTP_PROTOCOL
 from testing.servers import free_port
 
 
@@ -34,6 +35,7 @@ class LiveServer:
             access_log=False,
             lifespan="on",
             proxy_headers=False,  # as production serves (pendra_console/serving.py)
+            http=HTTP_PROTOCOL,  # and with the same HTTP protocol
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)

@@ -170,6 +170,12 @@ class Exchange:
             self.ended = True
 
     async def respond(self, status: int, content: bytes, content_type: bytes = JSON) -> None:
+        if self.on_end is not None:
+            # The hand-off first, then head and body together: the server sends them in one write
+            # (pendra_console/http_protocol.py) only if nothing is awaited between them.
+            self.status = status
+            on_end, self.on_end = self.on_end, None
+            await on_end(self)
         await self.start(status, [(b"content-type", content_type), (b"content-length", str(len(content)).encode())])
         await self.body(content, more=False)
 
