@@ -374,11 +374,19 @@ class Proxy:
         await exchange.body(b"data: " + json.dumps(event).encode() + b"\n\n", more=False)
 
 
+# A request's disconnect watcher starts this long after its work: most answers are over sooner,
+# and for them a timer set and cancelled replaces a task, its two steps and a pending receive
+# (bench/README.md). A client that leaves is noticed at most this much later.
+WATCH_AFTER_SECONDS = 0.05
+
+
 class _DisconnectWatch:
     """Watches for the client's disconnect while the request's task runs the work.
 
-    On a disconnect it marks the exchange and, ``PENDRA_ABANDONED_USAGE_WAIT`` later, cancels
-    the request's task (``expired``), unless :meth:`stop` came first.
+    The watcher is a task of its own, started :data:`WATCH_AFTER_SECONDS` after the work (unless
+    :meth:`stop` came first). On a disconnect it marks the exchange and,
+    ``PENDRA_ABANDONED_USAGE_WAIT`` later, cancels the request's task (``expired``), unless
+    :meth:`stop` came first.
 
     Once the response has ended, the watcher is left to finish by itself: the server answers
     a pending ``receive`` with ``http.disconnect`` when the response is complete (ASGI; uvicorn
@@ -387,7 +395,7 @@ class _DisconnectWatch:
     the watcher itself (bench/README.md).
     """
 
-    __slots__ = ("exchange", "expired", "over", "task", "timer", "watcher")
+    __slots__ = ("exchange", "expired", "over", "start", "task", "timer", "watcher")
 
     def __init__(self, exchange: Exchange) -> None:
         task = asyncio.current_task()
@@ -397,6 +405,10 @@ class _DisconnectWatch:
         self.expired = False
         self.over = False
         self.timer: asyncio.TimerHandle | None = None
+        self.watcher: asyncio.Future[None] | None = None
+        self.start = task.get_loop().call_later(WATCH_AFTER_SECONDS, self._start)
+
+    def _start(self) -> None:
         self.watcher = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
@@ -415,7 +427,9 @@ class _DisconnectWatch:
     def stop(self) -> None:
         """The work is over: no cancellation may follow, and the watcher ends."""
         self.over = True
+        self.start.cancel()
         if self.timer is not None:
             self.timer.cancel()
-        if not self.watcher.done() and not self.exchange.ended:
-            self.watcher.cancel()
+        watcher = self.watcher
+        if watcher is not None and not watcher.done() and not self.exchange.ended:
+            watcher.cancel()
