@@ -77,7 +77,7 @@ class Command(BaseCommand):
             elif count < batch and not once:
                 if recover:
                     recover_at = time.monotonic() + min(RECOVER_SECONDS, settings.PENDRA_RECORD_CLAIM_IDLE)
-                # A short batch: let the next one gather for a tick rather than pay a
-                # transaction and three round trips for every few records.
-                stopping.wait(settings.PENDRA_RECORD_FLUSH_SECONDS)
+                # A short batch: let the next one gather rather than pay a transaction, its
+                # COPYs and upserts and three round trips for every few records.
+                stopping.wait(settings.PENDRA_RECORD_WRITER_GATHER_SECONDS)
         self.stdout.write(f"record_writer: {written} entries written")
