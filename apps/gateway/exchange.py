@@ -169,15 +169,24 @@ class Exchange:
         if not more:
             self.ended = True
 
-    async def respond(self, status: int, content: bytes, content_type: bytes = JSON) -> None:
+    async def end(self, data: bytes, *, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """The response's last bytes, and its head (``status``, ``headers``) if it has not gone yet.
+
+        The hand-off (``on_end``) comes first and then head and body together: the server sends
+        them in one write (pendra_console/http_protocol.py) only if nothing is awaited between them.
+        """
+        if not self.response_started:
+            self.status = status  # what the record says
         if self.on_end is not None:
-            # The hand-off first, then head and body together: the server sends them in one write
-            # (pendra_console/http_protocol.py) only if nothing is awaited between them.
-            self.status = status
             on_end, self.on_end = self.on_end, None
             await on_end(self)
-        await self.start(status, [(b"content-type", content_type), (b"content-length", str(len(content)).encode())])
-        await self.body(content, more=False)
+        if not self.response_started:
+            await self.start(status, headers)
+        await self.body(data, more=False)
+
+    async def respond(self, status: int, content: bytes, content_type: bytes = JSON) -> None:
+        headers = [(b"content-type", content_type), (b"content-length", str(len(content)).encode())]
+        await self.end(content, status=status, headers=headers)
 
     async def respond_json(self, status: int, payload: dict[str, Any]) -> None:
         await self.respond(status, json.dumps(payload).encode())

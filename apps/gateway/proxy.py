@@ -40,6 +40,7 @@ logger = logging.getLogger("pendra.gateway")
 # headers never leave; x-sim-* drive the bundled simulator's fault knobs and are passed
 # only where the simulator is in use (PENDRA_FORWARD_SIM_HEADERS).
 _FORWARDED = {b"content-type", b"accept", b"user-agent"}
+_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 
 
 class Retry(Exception):
@@ -323,45 +324,56 @@ class Proxy:
             raise Retry("the worker closed the stream before its first byte")
         exchange.first_byte_at = time.perf_counter()
         exchange.streamed = True
-        await exchange.start(
-            200, [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
-        )
-        # From here on the client has bytes: failures end the stream with an error event, never a replay.
+        # From here on the client is answered: failures end the stream with an error event, never a replay.
+        # The head goes with the first events; the events from the worker's [DONE] on are held until its
+        # answer ends and leave with the stream's terminator, after the record's hand-off: one write
+        # where a short stream took three (pendra_console/http_protocol.py).
+        held = b""
         chunk = first
         while chunk:
             try:
                 out = stream.feed(chunk)
             except EventTooLarge as exc:
-                return await self.break_stream(exchange, 502, f"The worker sent {exc}.")
+                return await self.break_stream(exchange, 502, f"The worker sent {exc}.", held)
             if out and not is_utf8(out):
-                return await self.break_stream(exchange, 502, INVALID_UTF8)
+                return await self.break_stream(exchange, 502, INVALID_UTF8, held)
             if out:
                 if not exchange.client_gone:
                     exchange.delivered_tokens += content_events(out)
-                await exchange.body(out, more=True)
+                if stream.done:
+                    held += out
+                else:
+                    if not exchange.response_started:
+                        await exchange.start(200, _SSE_HEADERS)
+                    await exchange.body(out, more=True)
             try:
                 chunk = await response.readany()
             except (aiohttp.ServerTimeoutError, TimeoutError):
+                if stream.done:
+                    break  # finished, and the worker kept the connection open: the answer is whole
                 exchange.timeout_hit = _timeout_hit(route, settings.PENDRA_CHAT_IDLE_TIMEOUT, deadline=deadline)
                 detail = _timeout_detail(route, settings.PENDRA_CHAT_IDLE_TIMEOUT, deadline=deadline)
-                return await self.break_stream(exchange, 504, detail)
+                return await self.break_stream(exchange, 504, detail, held)
             except aiohttp.ClientError as exc:
+                if stream.done:
+                    break
                 return await self.break_stream(
-                    exchange, 502, f"The worker's stream broke off ({exc.__class__.__name__})."
+                    exchange, 502, f"The worker's stream broke off ({exc.__class__.__name__}).", held
                 )
         tail = stream.flush()
         if tail and not is_utf8(tail):
-            return await self.break_stream(exchange, 502, INVALID_UTF8)
-        if tail:
-            await exchange.body(tail, more=True)
+            return await self.break_stream(exchange, 502, INVALID_UTF8, held)
         exchange.upstream_finished = time.perf_counter()
         exchange.usage = usage_numbers(stream.usage)
         if not stream.done:
-            return await self.break_stream(exchange, 502, "The worker ended the stream without finishing it.")
+            return await self.break_stream(exchange, 502, "The worker ended the stream without finishing it.", tail)
         exchange.succeeded = True
-        await exchange.body(b"", more=False)
+        await exchange.end(held + tail, status=200, headers=_SSE_HEADERS)
 
-    async def break_stream(self, exchange: Exchange, status: int, detail: str) -> None:
+    async def break_stream(self, exchange: Exchange, status: int, detail: str, before: bytes = b"") -> None:
+        """End a stream whose head has gone (or goes now, as 200) with an error event after ``before``."""
+        if not exchange.response_started:
+            await exchange.start(200, _SSE_HEADERS)
         exchange.worker_failed = True
         exchange.error = detail
         exchange.status = status
@@ -371,7 +383,7 @@ class Proxy:
             "request_id": exchange.request_id,
             "error": {"message": detail, "type": "api_error", "code": "stream_broken", "param": None},
         }
-        await exchange.body(b"data: " + json.dumps(event).encode() + b"\n\n", more=False)
+        await exchange.body(before + b"data: " + json.dumps(event).encode() + b"\n\n", more=False)
 
 
 # A request's disconnect watcher starts this long after its work: most answers are over sooner,

@@ -207,6 +207,35 @@ def test_a_stream_that_drips_forever_is_cut_at_the_chat_limit_and_not_billed(
     assert usage_for(request_id) == []
 
 
+def _finished_then_silent(seconds: float) -> Iterator[bytes]:
+    """A whole stream, [DONE] and usage included, then the connection held open without a byte."""
+    yield _chunk("one ")
+    yield _chunk("", usage={"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3})
+    yield b"data: [DONE]\n\n"
+    time.sleep(seconds)
+
+
+def test_a_stream_whose_worker_finishes_but_keeps_the_connection_open_is_whole_and_billed(
+    live, owner, scripted_worker, register_scripted, settings
+) -> None:
+    settings.PENDRA_CHAT_IDLE_TIMEOUT = 1.0
+    worker = scripted_worker(_on_inference(lambda: (200, SSE, _finished_then_silent(4.0))))
+    register_scripted(worker)
+
+    started = time.monotonic()
+    with _http(live, owner.key) as http:
+        status, request_id, events = _stream(http, {**SCRIPTED_CHAT, "stream_options": {"include_usage": True}})
+    elapsed = time.monotonic() - started
+
+    assert status == 200
+    assert events[-1] == "data: [DONE]"  # no error event after the worker's own end
+    assert not any('"stream_broken"' in event for event in events)
+    assert elapsed < 3.0  # the idle limit ends the wait; the stream was already whole
+    record = record_for(request_id)
+    assert (record.status, record.streamed, record.error) == (200, True, "")
+    assert [usage.total_tokens for usage in usage_for(request_id)] == [3]
+
+
 def test_a_plain_answer_that_drips_forever_is_a_504_at_the_chat_limit(
     live, owner, scripted_worker, register_scripted, settings
 ) -> None:
