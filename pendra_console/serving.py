@@ -29,12 +29,13 @@ def uvicorn_command(*, host: str, port: int, workers: int = 1, log_level: str = 
     then accept anyone who names an address inside it.
 
     ``--http``: uvicorn's httptools protocol, with a response's head and first body bytes
-    sent in one write (pendra_console/http_protocol.py).
+    sent in one write (pendra_console/http_protocol.py). ``--no-server-header``: no
+    ``server: uvicorn`` on every response, naming the software to whoever probes for it.
     """
     return [
         sys.executable, "-m", "uvicorn", "pendra_console.asgi:application",
         "--host", host, "--port", str(port), "--workers", str(workers),
-        "--http", HTTP_PROTOCOL,
+        "--http", HTTP_PROTOCOL, "--no-server-header",
         "--log-level", log_level, "--no-access-log", "--lifespan", "on", "--no-proxy-headers",
     ]  # fmt: skip
 

@@ -36,6 +36,7 @@ class LiveServer:
             lifespan="on",
             proxy_headers=False,  # as production serves (pendra_console/serving.py)
             http=HTTP_PROTOCOL,  # and with the same HTTP protocol
+            server_header=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)

@@ -68,6 +68,15 @@ def test_production_and_the_live_test_server_serve_with_the_same_protocol() -> N
     assert LiveServer(_slow_head).server.config.http == HTTP_PROTOCOL
 
 
+def test_no_response_names_the_server_software(server: LiveServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = _read_until(sock, b"\r\n\r\n").split(b"\r\n\r\n")[0].lower()
+    assert b"\r\ndate: " in head
+    assert b"\r\nserver:" not in head
+    assert "--no-server-header" in uvicorn_command(host="127.0.0.1", port=8000)
+
+
 def test_a_head_sent_before_a_slow_body_reaches_the_client_at_once(server: LiveServer) -> None:
     with _connect(server) as sock:
         started = time.monotonic()
