@@ -12,12 +12,16 @@ Usage::
     git worktree add /tmp/before <commit>
     .venv/bin/python bench/ab_gateway.py /tmp/before . [--rounds 4] [--duration 10]
         [--env-a NAME=VALUE] [--env-b NAME=VALUE] [--labels before,after] [--shell-b controls]
+        [--together --connections 16] [--workload chat|stream|embeddings]
 
 ``--shell-b controls`` sets every per-key control and hard budgets (none binding) on B's org first.
 
-Both checkouts run with this interpreter (the virtualenv must satisfy both). One uvicorn
-process each, so its CPU is one process's; 32 wrk connections; loopback only; every
-server stops at the end.
+``--together`` loads both versions in the same seconds, each from its own wrk, instead of
+in turns: on a busy machine, the paired rounds then share whatever else it does.
+
+Each version is started by its own checkout's ``uvicorn_command``. Both checkouts run with
+this interpreter (the virtualenv must satisfy both). One uvicorn process each, so its CPU
+is one process's; 32 wrk connections; loopback only; every server stops at the end.
 """
 
 from __future__ import annotations
