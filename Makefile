@@ -17,9 +17,11 @@ run: $(STAMP)
 	$(BIN)/python -m pendra_console.envfile
 	$(BIN)/python manage.py devserver
 
-## make test: the whole suite, on throwaway PostgreSQL and Redis when their binaries are installed
+## make test: the whole suite, on throwaway PostgreSQL and Redis when their binaries are installed,
+## in PYTEST_WORKERS pytest-xdist processes (one per core; PYTEST_WORKERS=1: one plain pytest process)
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
 ## make scaleout: two web nodes behind nginx, two Celery workers, one beat, one PostgreSQL and one Redis act as one
 scaleout: $(STAMP)

@@ -27,6 +27,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     indexes STATIC_ROOT once, and an empty one would leave every page without its CSS."""
     from django.core.management import call_command
 
+    if getattr(session.config.option, "numprocesses", None):
+        return  # an xdist controller imports no test module and serves no page; its workers collect
     call_command("collectstatic", interactive=False, verbosity=0)
 
 

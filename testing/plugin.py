@@ -25,6 +25,13 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def _distributes_tests(config: pytest.Config) -> bool:
+    """True in the controller of a pytest-xdist run (``-n N``, N > 0), which only hands tests out."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return False
+    return bool(getattr(config.known_args_namespace, "numprocesses", None))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
@@ -48,6 +55,17 @@ def pytest_load_initial_conftests(
     os.environ["PENDRA_ARGON2_TIME_COST"] = "1"
 
     if os.environ.get("PENDRA_TEST_SERVERS", "1") == "1":
+        if _distributes_tests(early_config):
+            # The xdist controller runs no test: each worker (this same hook, in its own process)
+            # starts a PostgreSQL and a Redis of its own, so no test sees another worker's rows or
+            # keys. Here only the CI rule is checked, once, before any worker is spawned.
+            binaries = {"PostgreSQL": ("initdb", "pg_ctl"), "Redis": ("redis-server",)}
+            missing = [name for name, needed in binaries.items() if not all(map(servers._find_binary, needed))]
+            if missing and _in_ci():
+                raise pytest.UsageError(
+                    f"CI=true but {', '.join(missing)} binaries are missing: install them (see .ci/run)"
+                )
+            return (yield)
         postgres = servers.start_postgresql()
         redis = servers.start_redis()
         missing = [name for name, server in (("PostgreSQL", postgres), ("Redis", redis)) if server is None]
@@ -67,6 +85,8 @@ def pytest_load_initial_conftests(
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    if _distributes_tests(config):
+        return ["pendra: each xdist worker runs its own throwaway PostgreSQL and Redis"]
     return [
         f"pendra: database {os.environ.get('DATABASE_URL', 'sqlite (embedded default)')}",
         f"pendra: redis {os.environ.get('REDIS_URL', 'none (local-memory cache)')}",
