@@ -162,9 +162,7 @@ class Exchange:
         await self.send({"type": "http.response.start", "status": status, "headers": headers + self.base_headers()})
 
     async def body(self, data: bytes, *, more: bool) -> None:
-        if not more and self.on_end is not None:
-            on_end, self.on_end = self.on_end, None
-            await on_end(self)
+        """Response bytes after the head; the last ones go through :meth:`end`, which hands off first."""
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
         if not more:
             self.ended = True

@@ -383,7 +383,7 @@ class Proxy:
             "request_id": exchange.request_id,
             "error": {"message": detail, "type": "api_error", "code": "stream_broken", "param": None},
         }
-        await exchange.body(before + b"data: " + json.dumps(event).encode() + b"\n\n", more=False)
+        await exchange.end(before + b"data: " + json.dumps(event).encode() + b"\n\n", status=200, headers=_SSE_HEADERS)
 
 
 # A request's disconnect watcher starts this long after its work: most answers are over sooner,
