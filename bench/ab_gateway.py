@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import procs  # noqa: E402
 from bench.canned import WORKLOADS, nginx_config, wrk  # noqa: E402
 from bench.gateway_bench import BIG_PLAN, bench_env, wait_http  # noqa: E402
 from bench.ops_bench import group_cpu_seconds  # noqa: E402
@@ -124,21 +124,13 @@ class Version:
             result = wrk(url, body, key=self.key, duration=duration, connections=connections, workdir=workdir, cpu="")
             spent = group_cpu_seconds(server.pid) - before
         finally:
-            _stop(server)
+            procs.stop([server])
         self.record(result["rps"], spent, duration)
 
 
 def _target(base: str, workload: str) -> tuple[str, dict[str, object]]:
     route = "embeddings" if workload == "embeddings" else "chat/completions"
     return f"{base}/v1/{route}", WORKLOADS[workload]
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
 
 
 def run_together(versions: list[Version], *, duration: int, connections: int, workdir: str, workload: str) -> None:
@@ -162,8 +154,7 @@ def run_together(versions: list[Version], *, duration: int, connections: int, wo
             results = list(pool.map(lambda index: load(index, duration), range(len(versions))))
             spent = [group_cpu_seconds(server.pid) - b for (server, _), b in zip(started, before, strict=True)]
     finally:
-        for server, _ in started:
-            _stop(server)
+        procs.stop([server for server, _ in started])
     for version, result, cpu in zip(versions, results, spent, strict=True):
         version.record(result["rps"], cpu, duration)
 
