@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from testing import servers
 from testing.live import LiveServer
+from testing.plugin import distributes_tests
 from testing.require import require_service
 
 # Fixture families live in their own modules so each app's tests can share them.
@@ -27,7 +28,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     indexes STATIC_ROOT once, and an empty one would leave every page without its CSS."""
     from django.core.management import call_command
 
-    if getattr(session.config.option, "numprocesses", None):
+    if distributes_tests(session.config):
         return  # an xdist controller imports no test module and serves no page; its workers collect
     call_command("collectstatic", interactive=False, verbosity=0)
 

@@ -25,7 +25,7 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _distributes_tests(config: pytest.Config) -> bool:
+def distributes_tests(config: pytest.Config) -> bool:
     """True in the controller of a pytest-xdist run (``-n N``, N > 0), which only hands tests out."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return False
@@ -55,7 +55,7 @@ def pytest_load_initial_conftests(
     os.environ["PENDRA_ARGON2_TIME_COST"] = "1"
 
     if os.environ.get("PENDRA_TEST_SERVERS", "1") == "1":
-        if _distributes_tests(early_config):
+        if distributes_tests(early_config):
             # The xdist controller runs no test: each worker (this same hook, in its own process)
             # starts a PostgreSQL and a Redis of its own, so no test sees another worker's rows or
             # keys. Here only the CI rule is checked, once, before any worker is spawned.
@@ -85,7 +85,7 @@ def pytest_load_initial_conftests(
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    if _distributes_tests(config):
+    if distributes_tests(config):
         return ["pendra: each xdist worker runs its own throwaway PostgreSQL and Redis"]
     return [
         f"pendra: database {os.environ.get('DATABASE_URL', 'sqlite (embedded default)')}",
