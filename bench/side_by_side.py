@@ -16,8 +16,10 @@ The proxies, their PostgreSQL, Redis and record writer are pinned with ``taskset
 core 0, wrk and nginx to core 1 (``--no-pin`` to not). For each workload (non-streamed
 chat, streamed chat, embeddings) at ``--connections``, the three paths alternate for
 ``--rounds`` rounds; medians are reported with CPU per request (Pendra's includes its
-PostgreSQL, Redis and record writer). Then one connection, non-streamed chat, the three
-paths alternating: what each adds over direct at p50 and p99.
+PostgreSQL, Redis and record writer). Then one connection, non-streamed chat, the paths
+alternating: what each adds over direct at p50 and p99. There a fourth path joins them: the
+bare proxy with ``--redis``, its admission and its log line each one Redis round trip (the
+least that limits exact across processes and records durable before the answer cost).
 
 Usage: ``.venv/bin/python bench/side_by_side.py [--duration 6] [--rounds 3] [--workers 1]
 [--write] [--profile FILE.svg]``. ``--profile`` samples one Pendra process with py-spy during
@@ -50,9 +52,11 @@ from testing import servers  # noqa: E402
 LABELS = {"chat": "non-streamed chat", "stream": "streamed chat", "embeddings": "embeddings"}
 PINNED = "proxies, PostgreSQL, Redis and the record writer on core 0, wrk and nginx on core 1 (taskset)"
 PATHS = ("direct", "bare", "pendra")
+ONE_CONNECTION_PATHS = ("direct", "bare", "bare_redis", "pendra")
 PATH_LABELS = {
     "direct": "straight to the upstream (nginx, canned answer)",
     "bare": "bare aiohttp proxy, 1 process (`bench/bare_proxy.py`)",
+    "bare_redis": "the bare proxy + one Redis round trip to admit, one to log (`--redis`)",
     "pendra": "Pendra's full path",
 }
 
@@ -101,7 +105,7 @@ def main() -> None:
     manage = [sys.executable, str(ROOT / "manage.py")]
     loads = [os.getloadavg()]
     try:
-        json_port, sse_port, bare_port, pendra_port = (servers.free_port() for _ in range(4))
+        json_port, sse_port, bare_port, bare_redis_port, pendra_port = (servers.free_port() for _ in range(5))
         Path(workdir, "nginx.conf").write_text(nginx_config(json_port, sse_port, workdir))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         processes.append(
@@ -139,40 +143,42 @@ def main() -> None:
             start_new_session=True,
         )
         processes.append(gateway)
+        bare_command = [
+            sys.executable,
+            str(ROOT / "bench" / "bare_proxy.py"),
+            "--key",
+            key,
+            "--upstream",
+            f"bench-chat=http://127.0.0.1:{json_port}",
+            "--upstream",
+            f"bench-embed=http://127.0.0.1:{json_port}",
+            "--upstream",
+            f"bench-stream=http://127.0.0.1:{sse_port}",
+        ]
         bare = subprocess.Popen(
-            pinned(
-                [
-                    sys.executable,
-                    str(ROOT / "bench" / "bare_proxy.py"),
-                    "--port",
-                    str(bare_port),
-                    "--key",
-                    key,
-                    "--log",
-                    f"{workdir}/bare.log",
-                    "--upstream",
-                    f"bench-chat=http://127.0.0.1:{json_port}",
-                    "--upstream",
-                    f"bench-embed=http://127.0.0.1:{json_port}",
-                    "--upstream",
-                    f"bench-stream=http://127.0.0.1:{sse_port}",
-                ],
-                proxy_cpu,
-            ),
+            pinned([*bare_command, "--port", str(bare_port), "--log", f"{workdir}/bare.log"], proxy_cpu),
             start_new_session=True,
         )
         processes.append(bare)
+        redis_address = redis.url.removeprefix("redis://").split("/")[0]
+        bare_redis = subprocess.Popen(
+            pinned([*bare_command, "--port", str(bare_redis_port), "--redis", redis_address], proxy_cpu),
+            start_new_session=True,
+        )
+        processes.append(bare_redis)
         database = procs.postgres_postmaster(postgres.workdir)
         redis_pid = redis.process.pid if redis.process is not None else 0
         if pin:  # the already running servers: every thread of every process in their trees
             procs.pin_trees([database, redis_pid], proxy_cpu)
         wait_http(f"http://127.0.0.1:{pendra_port}/healthz")
         wait_http(f"http://127.0.0.1:{bare_port}/health")
+        wait_http(f"http://127.0.0.1:{bare_redis_port}/health")
 
         urls = {
             ("direct", "chat"): f"http://127.0.0.1:{json_port}/v1/chat/completions",
             ("direct", "stream"): f"http://127.0.0.1:{sse_port}/v1/chat/completions",
             ("direct", "embeddings"): f"http://127.0.0.1:{json_port}/v1/embeddings",
+            ("bare_redis", "chat"): f"http://127.0.0.1:{bare_redis_port}/v1/chat/completions",
         }
         for workload in WORKLOADS:
             path = "/v1/embeddings" if workload == "embeddings" else "/v1/chat/completions"
@@ -181,6 +187,7 @@ def main() -> None:
         cpu_roots = {
             "direct": {"nginx": [nginx_group]},
             "bare": {"proxy": [bare.pid]},
+            "bare_redis": {"proxy": [bare_redis.pid], "redis": [redis_pid]},
             "pendra": {"web": [gateway.pid], "writer": [writer.pid], "postgres": [database], "redis": [redis_pid]},
         }
 
@@ -200,9 +207,8 @@ def main() -> None:
 
         for (_path, workload), url in urls.items():  # every path answers every workload, or the run stops here
             procs.check_post(url, WORKLOADS[workload], key)
-        for path in PATHS:  # warm connections, caches and the pools
-            for workload in WORKLOADS:
-                run(path, workload, args.connections, 1)
+        for path, workload in urls:  # warm connections, caches and the pools
+            run(path, workload, args.connections, 1)
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
         for _ in range(args.rounds):
             loads.append(os.getloadavg())
@@ -213,7 +219,7 @@ def main() -> None:
                     )
         one: dict[str, list[dict[str, float]]] = {}
         for _ in range(args.rounds):
-            for path in PATHS:
+            for path in ONE_CONNECTION_PATHS:
                 one.setdefault(path, []).append(run(path, "chat", 1, args.duration))
         loads.append(os.getloadavg())
         if args.profile:
@@ -311,7 +317,7 @@ def render(
         "| path | requests/s | p50 ms | p99 ms | added p50 ms | added p99 ms |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for path in PATHS:
+    for path in ONE_CONNECTION_PATHS:
         p50, p99 = med(one[path], "p50"), med(one[path], "p99")
         added = "" if path == "direct" else f"**{p50 - direct_p50:+.2f}** | **{p99 - direct_p99:+.2f}**"
         lines.append(
