@@ -2,8 +2,9 @@
 
 An :class:`Event` is recorded once; each endpoint subscribed to its type gets one
 :class:`Delivery`, and each try at sending it is an :class:`Attempt` with the response's
-status and the start of its body. The endpoint's signing secret is kept as is (the HMAC
-needs it) and never leaves the row except in the create and reveal responses.
+status and the start of its body. The endpoint's signing secret is stored sealed (the HMAC
+needs it back, so it cannot be a hash: :mod:`pendra_console.sealing`) and never leaves the
+row except in the create and reveal responses.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+
+from pendra_console.sealing import SealedTextField
 
 
 class EventType(models.TextChoices):
@@ -28,7 +31,7 @@ class Endpoint(models.Model):
     url = models.URLField(max_length=500)
     description = models.CharField(max_length=200, blank=True)
     events = models.JSONField(default=list)
-    secret = models.CharField(max_length=80)
+    secret = SealedTextField()
     active = models.BooleanField(default=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

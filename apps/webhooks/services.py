@@ -116,6 +116,19 @@ def endpoint_secret_reveal(*, endpoint: Endpoint, actor: Any) -> Endpoint:
     return endpoint
 
 
+@transaction.atomic
+def endpoint_secrets_reseal() -> int:
+    """Every endpoint's signing secret sealed again with the first sealing key; how many.
+
+    Each row is opened with whichever key sealed it and written back sealed with the first
+    (:class:`pendra_console.sealing.SealedTextField` does both), under a row lock.
+    """
+    endpoints = list(Endpoint.objects.select_for_update().only("id", "secret").order_by("pk"))
+    for endpoint in endpoints:
+        endpoint.save(update_fields=["secret"])
+    return len(endpoints)
+
+
 def payload(event: Event) -> bytes:
     """The body every endpoint receives for ``event``: the same bytes on every attempt."""
     document = {

@@ -28,6 +28,13 @@ if not PENDRA_KEY_PEPPERS:
     raise ImproperlyConfigured("PENDRA_KEY_PEPPERS must name at least one pepper")
 if len(set(PENDRA_KEY_PEPPERS)) != len(PENDRA_KEY_PEPPERS):
     raise ImproperlyConfigured("PENDRA_KEY_PEPPERS lists a pepper twice")
+# Secrets the server reads back (webhook signing secrets) are sealed at rest with the first of
+# these and opened with any (pendra_console/sealing.py; rotation in docs/runbook.md).
+PENDRA_SEALING_KEYS = env_list("PENDRA_SEALING_KEYS", SECRET_KEY)
+if not PENDRA_SEALING_KEYS:
+    raise ImproperlyConfigured("PENDRA_SEALING_KEYS must name at least one key")
+if len(set(PENDRA_SEALING_KEYS)) != len(PENDRA_SEALING_KEYS):
+    raise ImproperlyConfigured("PENDRA_SEALING_KEYS lists a key twice")
 PENDRA_KEY_CACHE_SECONDS = env_float("PENDRA_KEY_CACHE_SECONDS", 1.0)
 PENDRA_PLAN_CACHE_SECONDS = env_float("PENDRA_PLAN_CACHE_SECONDS", 1.0)
 # With Redis, a gateway process keeps keys, plans and the fleet this long while their change
