@@ -6,6 +6,7 @@ class WorkersConfig(AppConfig):
     label = "workers"
 
     def ready(self) -> None:
+        from apps.workers import receivers  # noqa: F401  (answers an organisation's deletion)
         from apps.workers.metrics import worker_states
         from pendra_console.metrics import register_scrape_collector
 

@@ -193,3 +193,29 @@ def test_with_redis_stopped_a_revoked_key_is_still_refused_within_a_second_and_n
     assert set(statuses) <= {200, 401}, statuses
     for index in range(len(nodes.urls)):
         assert "Traceback" not in nodes.servers.log(index), nodes.servers.log(index)[-3000:]
+
+
+def test_an_org_deleted_on_one_process_frees_its_dedicated_worker_on_the_other_within_a_second(
+    nodes: Nodes, owner: Actor, outsider: Actor, operator: Actor
+) -> None:
+    sim_b = Worker.objects.get(name="sim-b")
+    dedicated = httpx.patch(
+        f"{nodes.urls[0]}/api/v1/workers/{sim_b.pk}/",
+        json={"dedicated_org": "globex"},
+        headers={"Authorization": f"Bearer {operator.key}"},
+        timeout=20,
+    )
+    assert dedicated.status_code == 200, dedicated.text
+    _warm(nodes, owner.key)  # acme is served by sim-a alone, from entries both nodes keep for minutes
+
+    deleted = httpx.delete(
+        f"{nodes.urls[0]}/api/v1/orgs/globex/", headers={"Authorization": f"Bearer {outsider.key}"}, timeout=20
+    )
+    deleted_at = time.monotonic()
+
+    assert deleted.status_code == 204, deleted.text
+    seen = _watch(nodes.urls[1], lambda url: _chat(url, owner.key), seconds=WITHIN + 2)
+    assert {response.status_code for _, response in seen} == {200}
+    later = [response.headers["x-worker-name"] for sent, response in seen if sent - deleted_at >= WITHIN]
+    assert len(later) >= 10
+    assert "sim-b" in later  # no longer dedicated to an org that is gone: shared, so acme's requests reach it
