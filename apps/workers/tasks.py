@@ -10,7 +10,7 @@ import functools
 import logging
 from typing import Any
 
-from celery import shared_task
+from celery import shared_task  # type: ignore[import-untyped]  # celery ships no type information
 from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -25,12 +25,16 @@ SWEEP_SOFT_LIMIT = max(settings.PENDRA_HEALTH_INTERVAL * 0.8, 2 * settings.PENDR
 SWEEP_HARD_LIMIT = SWEEP_SOFT_LIMIT + max(1.0, settings.PENDRA_HEALTH_INTERVAL * 0.15)
 
 
-@shared_task(name="workers.health_sweep", soft_time_limit=SWEEP_SOFT_LIMIT, time_limit=SWEEP_HARD_LIMIT)
+@shared_task(  # type: ignore[untyped-decorator]
+    name="workers.health_sweep", soft_time_limit=SWEEP_SOFT_LIMIT, time_limit=SWEEP_HARD_LIMIT
+)
 def health_sweep() -> dict[str, Any]:
     return health.health_sweep().as_dict()
 
 
-@shared_task(name="workers.probe_worker", soft_time_limit=SWEEP_SOFT_LIMIT, time_limit=SWEEP_HARD_LIMIT)
+@shared_task(  # type: ignore[untyped-decorator]
+    name="workers.probe_worker", soft_time_limit=SWEEP_SOFT_LIMIT, time_limit=SWEEP_HARD_LIMIT
+)
 def probe_worker(worker_id: str) -> str | None:
     worker = health.probe_worker(worker_id)
     return worker.state if worker is not None else None

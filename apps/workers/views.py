@@ -35,9 +35,11 @@ class ModelSpec(StrictInputSerializer):
     kind = serializers.ChoiceField(choices=ModelKind.choices)
 
 
-class WorkerOutputSerializer(serializers.ModelSerializer):
+class WorkerOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     models = ModelSpec(source="served_models", many=True)
-    dedicated_org = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    dedicated_org: serializers.SlugRelatedField[Organisation] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )
     recent_checks = serializers.JSONField()
     in_flight = serializers.SerializerMethodField(
         help_text="Requests the gateways have open with this worker now, summed over every gateway process "
@@ -74,7 +76,7 @@ class WorkerOutputSerializer(serializers.ModelSerializer):
         return None if counts is None else counts.get(str(worker.pk), 0)
 
 
-def _dedicated_org_field(**kwargs: Any) -> serializers.SlugRelatedField:
+def _dedicated_org_field(**kwargs: Any) -> serializers.SlugRelatedField[Organisation]:
     return serializers.SlugRelatedField(
         slug_field="slug",
         queryset=Organisation.objects.all(),

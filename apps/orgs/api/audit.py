@@ -30,14 +30,14 @@ class AuditEventListView(OrgScopedAPIView):
         class Meta:
             ref_name = "AuditEventFilter"
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
         id = serializers.IntegerField()
         event_type = serializers.ChoiceField(choices=AuditEvent.Type.choices)
         actor_id = serializers.IntegerField(allow_null=True)
         actor = serializers.EmailField(source="actor.email", allow_null=True, default=None)
         target_type = serializers.CharField()
         target_id = serializers.CharField()
-        data = serializers.DictField()
+        data = serializers.DictField()  # type: ignore[assignment]  # the event's field, not Serializer.data
         request_id = serializers.CharField()
         created_at = serializers.DateTimeField()
 

@@ -19,7 +19,7 @@ from pendra_console.api.serializers import StrictInputSerializer, error_response
 INVITATIONS = ["invitations"]
 
 
-class InvitationOutputSerializer(serializers.Serializer):
+class InvitationOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     id = serializers.IntegerField()
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Role.choices)
@@ -102,7 +102,7 @@ class InvitationAcceptView(APIView):
         class Meta:
             ref_name = "InvitationAccept"
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
         org = serializers.SlugField(source="org.slug")
         role = serializers.ChoiceField(choices=Role.choices)
 

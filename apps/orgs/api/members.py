@@ -19,7 +19,7 @@ User = get_user_model()
 MEMBERS = ["members"]
 
 
-class MemberOutputSerializer(serializers.Serializer):
+class MemberOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     id = serializers.IntegerField(help_text="The membership id used in member URLs.")
     user_id = serializers.IntegerField()
     email = serializers.EmailField(source="user.email")

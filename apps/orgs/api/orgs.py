@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -26,7 +27,7 @@ def _plan_slug(org: Organisation) -> str | None:
     return subscription.plan.slug if subscription is not None else None
 
 
-class OrgOutputSerializer(serializers.Serializer):
+class OrgOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     slug = serializers.SlugField()
     name = serializers.CharField()
     role = serializers.ChoiceField(choices=Role.choices, help_text="Your role in this organisation.")
@@ -53,7 +54,7 @@ def _org_data(membership: Membership) -> dict[str, Any]:
 class OrgListView(APIView):
     permission_classes = [IsAuthenticated]
 
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Sequence[Any]:
         if self.request.method == "POST":  # a new org is its user's act, not one org's key's
             return [IsAuthenticated(), NotAnOrgKey()]
         return super().get_permissions()
@@ -65,7 +66,7 @@ class OrgListView(APIView):
         class Meta:
             ref_name = "OrganisationCreate"
 
-    class ListItemSerializer(serializers.Serializer):
+    class ListItemSerializer(serializers.Serializer):  # type: ignore[type-arg]
         slug = serializers.SlugField(source="org.slug")
         name = serializers.CharField(source="org.name")
         role = serializers.ChoiceField(choices=Role.choices)
