@@ -7,15 +7,16 @@ written to a file in batches. No database, no Redis, nothing shared between proc
 what Pendra does on top (limits exact across processes, durable records, routing with
 health) is the difference ``bench/side_by_side.py`` measures against this.
 
-``--redis HOST:PORT`` adds the least that Pendra's two guarantees cost, and nothing else:
+``--redis URL`` adds the least that Pendra's two guarantees cost, and nothing else:
 before forwarding, one round trip that admits the request against a per-org counter shared
 by every process (a Lua script: exact across processes); after the upstream answers and
 before the client has its last byte, one round trip that hands the log line to a Redis
-Stream (durable if this process dies the next instant). Both over one pipelined connection
-with a minimal RESP reader, so the figure is the round trips' floor, not a client library's.
+Stream (durable if this process dies the next instant). Both over the gateway's own Redis
+connection (:class:`pendra_console.redis_mux.Multiplexer`: one pipelined connection, replies
+parsed by hiredis), so the figure is the round trips' floor with Pendra's client.
 
 Usage: ``python bench/bare_proxy.py --port 8100 --upstream MODEL=URL [...] --key KEY
-[--log FILE] [--redis HOST:PORT]``; one process, one event loop (uvloop).
+[--log FILE] [--redis URL]``; one process, one event loop (uvloop).
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
-from collections import deque
+from pathlib import Path
 
 import aiohttp
 import uvloop
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pendra_console.redis_mux import Multiplexer, encode
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 
@@ -55,57 +61,6 @@ class Bucket:
 ADMIT = b"local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], 60000) end return n"
 
 
-def resp_command(*parts: bytes) -> bytes:
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
-
-
-class RespConnection(asyncio.Protocol):
-    """One Redis connection, commands pipelined, replies (simple, error, integer, bulk) in order."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.waiting: deque[asyncio.Future[bytes | int]] = deque()
-        self.buffer = bytearray()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not asyncio's class
-
-    def call(self, *parts: bytes) -> asyncio.Future[bytes | int]:
-        assert self.transport is not None
-        future: asyncio.Future[bytes | int] = asyncio.get_running_loop().create_future()
-        self.waiting.append(future)
-        self.transport.write(resp_command(*parts))
-        return future
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while self.waiting:
-            line_end = self.buffer.find(b"\r\n")
-            if line_end < 0:
-                return
-            kind, head = self.buffer[:1], bytes(self.buffer[1:line_end])
-            end = line_end + 2
-            value: bytes | int
-            if kind == b"$":
-                size = int(head)
-                if size >= 0:
-                    if len(self.buffer) < end + size + 2:
-                        return
-                    value, end = bytes(self.buffer[end : end + size]), end + size + 2
-                else:
-                    value = b""
-            elif kind == b":":
-                value = int(head)
-            elif kind == b"-":
-                del self.buffer[:end]
-                self.waiting.popleft().set_exception(RuntimeError(head.decode()))
-                continue
-            else:
-                value = head
-            del self.buffer[:end]
-            self.waiting.popleft().set_result(value)
-
-
 class BareProxy:
     def __init__(self, *, keys: dict[str, str], upstreams: dict[str, str], log_path: str, redis: str = "") -> None:
         self.keys = keys  # key -> org
@@ -114,19 +69,16 @@ class BareProxy:
         self.lines: list[str] = []
         self.log_path = log_path
         self.session: aiohttp.ClientSession | None = None
-        self.redis_address = redis
-        self.redis: RespConnection | None = None
+        self.redis = Multiplexer(redis) if redis else None
         self.admit_sha = b""
 
     async def start(self, app: web.Application) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         app["flusher"] = asyncio.get_running_loop().create_task(self.flush_every(0.25))
-        if self.redis_address:
-            host, port = self.redis_address.rsplit(":", 1)
-            _, self.redis = await asyncio.get_running_loop().create_connection(RespConnection, host, int(port))
-            sha = await self.redis.call(b"SCRIPT", b"LOAD", ADMIT)
-            assert isinstance(sha, bytes)
+        if self.redis is not None:
+            [sha] = await self.redis.execute([encode("SCRIPT", "LOAD", ADMIT)])
+            assert isinstance(sha, bytes), sha
             self.admit_sha = sha
 
     async def stop(self, app: web.Application) -> None:
@@ -134,6 +86,8 @@ class BareProxy:
         self.flush()
         if self.session is not None:
             await self.session.close()
+        if self.redis is not None:
+            self.redis.close()
 
     async def flush_every(self, seconds: float) -> None:
         while True:
@@ -159,7 +113,7 @@ class BareProxy:
             return web.json_response({"error": {"message": "rate limited"}}, status=429)
         if self.redis is not None:
             window = b"bare:admit:%s:%d" % (org.encode(), int(time.time() // 60))
-            admitted = await self.redis.call(b"EVALSHA", self.admit_sha, b"1", window)
+            [admitted] = await self.redis.execute([encode("EVALSHA", self.admit_sha, 1, window)])
             if not isinstance(admitted, int) or admitted > 10**12:
                 return web.json_response({"error": {"message": "rate limited"}}, status=429)
         body = await request.read()
@@ -192,7 +146,7 @@ class BareProxy:
         if self.redis is None:
             self.lines.append(line)
         else:  # handed off durably before the client has its last byte
-            await self.redis.call(b"XADD", b"bare:log", b"MAXLEN", b"~", b"100000", b"*", b"line", line.encode())
+            await self.redis.execute([encode("XADD", "bare:log", "MAXLEN", "~", 100_000, "*", "line", line)])
 
 
 def main() -> None:
@@ -201,7 +155,7 @@ def main() -> None:
     parser.add_argument("--upstream", action="append", default=[], metavar="MODEL=URL")
     parser.add_argument("--key", required=True)
     parser.add_argument("--log", default="/dev/null")
-    parser.add_argument("--redis", default="", metavar="HOST:PORT", help="admit and log through Redis")
+    parser.add_argument("--redis", default="", metavar="URL", help="admit and log through this Redis")
     args = parser.parse_args()
     upstreams = dict(value.split("=", 1) for value in args.upstream)
     proxy = BareProxy(keys={args.key: "org-1"}, upstreams=upstreams, log_path=args.log, redis=args.redis)

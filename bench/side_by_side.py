@@ -160,9 +160,8 @@ def main() -> None:
             start_new_session=True,
         )
         processes.append(bare)
-        redis_address = redis.url.removeprefix("redis://").split("/")[0]
         bare_redis = subprocess.Popen(
-            pinned([*bare_command, "--port", str(bare_redis_port), "--redis", redis_address], proxy_cpu),
+            pinned([*bare_command, "--port", str(bare_redis_port), "--redis", redis.url], proxy_cpu),
             start_new_session=True,
         )
         processes.append(bare_redis)
